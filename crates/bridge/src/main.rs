@@ -1,0 +1,23 @@
+//! `bridge`, the operator's command line: look at what each remote system holds, try the scheme on
+//! real orders, and (in later commands) operate the pipeline.
+//!
+//! Each command group lives in its own module; this file only parses the command line, sets up
+//! logging and dispatches.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bridge", version, about = "Operate the 旺店通 → 金蝶云星辰 bridge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}

@@ -1,0 +1,1 @@
+//! What the bridge's workers share: subjects, messages, configuration, topology and shutdown.
