@@ -23,7 +23,11 @@ pub struct WorldSize {
 
 impl Default for WorldSize {
     fn default() -> Self {
-        WorldSize { shops: 6, warehouses: 3, goods: 60 }
+        WorldSize {
+            shops: 6,
+            warehouses: 3,
+            goods: 60,
+        }
     }
 }
 
@@ -109,11 +113,30 @@ const SHOP_NAMES: &[(&str, &str, u32)] = &[
     ("TB.002", "淘宝C店", 1),
     ("PDD001", "拼多多专营店", 32),
 ];
-const WAREHOUSE_NAMES: &[(&str, &str)] =
-    &[("WH01", "华东仓"), ("WH02", "华南仓"), ("北京仓", "华北仓"), ("WH.04", "西南仓")];
-const GOODS_WORDS: &[&str] =
-    &["保温杯", "帆布包", "蓝牙耳机", "手机壳", "茶叶礼盒", "毛巾", "雨伞", "台灯", "收纳盒", "马克杯"];
-const SPECS: &[(&str, &str)] = &[("RED", "红色"), ("BLU", "蓝色"), ("BLK", "黑色"), ("L", "大号")];
+const WAREHOUSE_NAMES: &[(&str, &str)] = &[
+    ("WH01", "华东仓"),
+    ("WH02", "华南仓"),
+    ("北京仓", "华北仓"),
+    ("WH.04", "西南仓"),
+];
+const GOODS_WORDS: &[&str] = &[
+    "保温杯",
+    "帆布包",
+    "蓝牙耳机",
+    "手机壳",
+    "茶叶礼盒",
+    "毛巾",
+    "雨伞",
+    "台灯",
+    "收纳盒",
+    "马克杯",
+];
+const SPECS: &[(&str, &str)] = &[
+    ("RED", "红色"),
+    ("BLU", "蓝色"),
+    ("BLK", "黑色"),
+    ("L", "大号"),
+];
 const UNITS: &[&str] = &["件", "个", "盒", "套"];
 const BRANDS: &[(&str, &str)] = &[("B01", "示例品牌"), ("B02", "星辰优选"), ("B03", "好物")];
 
@@ -152,9 +175,16 @@ impl World {
             })
             .collect();
 
-        let goods = (0..size.goods).map(|i| generate_goods(&mut rng, &mut ids, i)).collect();
+        let goods = (0..size.goods)
+            .map(|i| generate_goods(&mut rng, &mut ids, i))
+            .collect();
 
-        World { seed, shops, warehouses, goods }
+        World {
+            seed,
+            shops,
+            warehouses,
+            goods,
+        }
     }
 
     /// Finds a goods item by its number.
@@ -169,7 +199,9 @@ impl World {
 
     /// Finds a warehouse by its number.
     pub fn warehouse_by_no(&self, warehouse_no: &str) -> Option<&Warehouse> {
-        self.warehouses.iter().find(|w| w.warehouse_no == warehouse_no)
+        self.warehouses
+            .iter()
+            .find(|w| w.warehouse_no == warehouse_no)
     }
 }
 
@@ -221,7 +253,9 @@ struct XingchenIds {
 
 impl XingchenIds {
     fn new(rng: &mut StdRng) -> XingchenIds {
-        XingchenIds { next: 1_786_543_210_000_000_000 + rng.random_range(0..1_000_000) * 1000 }
+        XingchenIds {
+            next: 1_786_543_210_000_000_000 + rng.random_range(0..1_000_000) * 1000,
+        }
     }
 
     fn next(&mut self) -> String {
@@ -233,7 +267,11 @@ impl XingchenIds {
 /// The base number for the first of its kind, then the base with a suffix.
 fn numbered(base: &str, i: usize, per_round: usize) -> String {
     let round = i / per_round;
-    if round == 0 { base.to_owned() } else { format!("{base}-{round}") }
+    if round == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}-{round}")
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +289,14 @@ mod tests {
         numbers.dedup();
         assert_eq!(numbers.len(), a.goods.len());
 
-        let big = World::generate_sized(1, WorldSize { shops: 20, warehouses: 9, goods: 10 });
+        let big = World::generate_sized(
+            1,
+            WorldSize {
+                shops: 20,
+                warehouses: 9,
+                goods: 10,
+            },
+        );
         let mut shops: Vec<_> = big.shops.iter().map(|s| s.shop_no.clone()).collect();
         shops.sort();
         shops.dedup();

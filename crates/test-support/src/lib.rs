@@ -8,6 +8,8 @@
 //!
 //! Starting and stopping the simulators and the workers is left to the crates that own them.
 
+pub mod process;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -83,7 +85,9 @@ impl NatsServer {
 
     /// Connects a client to this server.
     pub async fn connect(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("connect to the test nats-server")
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to the test nats-server")
     }
 
     /// Kills the server, leaving its store in place so that [`NatsServer::restart`] can reuse it.
@@ -123,7 +127,11 @@ impl NatsServer {
 
     fn config_text(&self) -> String {
         // Port -1 lets the server pick a free port on first start; it reports it in its log.
-        let port = if self.port == 0 { -1 } else { i32::from(self.port) };
+        let port = if self.port == 0 {
+            -1
+        } else {
+            i32::from(self.port)
+        };
         let store = self.store.path().join("jetstream");
         format!(
             "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {store:?}\n  {}\n}}\n{}\n",
@@ -144,7 +152,9 @@ pub fn nats_server_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join("nats-server")).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
         panic!(
@@ -163,7 +173,10 @@ fn wait_until_ready(stderr: std::process::ChildStderr, expected_port: u16) -> u1
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                port = rest.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
+                port = rest
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse::<u16>().ok());
             }
             if line.contains("Server is ready") {
                 let _ = tx.send(Ok(port));
@@ -187,7 +200,10 @@ fn wait_until_ready(stderr: std::process::ChildStderr, expected_port: u16) -> u1
 fn wait_until_accepting(port: u16) {
     let deadline = Instant::now() + READY_TIMEOUT;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not accept connections on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not accept connections on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -208,14 +224,21 @@ mod tests {
         })
         .await
         .expect("create stream");
-        js.publish("probe.a", "hello".into()).await.expect("publish").await.expect("ack");
+        js.publish("probe.a", "hello".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
         let port = server.port();
 
         server.restart();
 
         assert_eq!(server.port(), port, "a restart keeps the port");
         let js = async_nats::jetstream::new(server.connect().await);
-        let mut stream = js.get_stream("PROBE").await.expect("stream survives restart");
+        let mut stream = js
+            .get_stream("PROBE")
+            .await
+            .expect("stream survives restart");
         assert_eq!(stream.info().await.expect("stream info").state.messages, 1);
     }
 
@@ -225,6 +248,9 @@ mod tests {
         let dir = server.store_dir().to_owned();
         assert!(dir.exists());
         drop(server);
-        assert!(!dir.exists(), "the temporary store is removed when the server is dropped");
+        assert!(
+            !dir.exists(),
+            "the temporary store is removed when the server is dropped"
+        );
     }
 }
