@@ -10,6 +10,8 @@
 
 pub mod process;
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
