@@ -301,7 +301,6 @@ impl<H: Handler> Worker<H> {
     /// reach their exit within the shutdown deadline, and reports what happened.
     pub async fn run(self, shutdown: CancellationToken) -> RunReport {
         let shared = self.shared;
-        let mut consumer = Some(self.consumer);
         info!(
             stage = %shared.stage,
             stream = %shared.stream_name,
@@ -311,11 +310,15 @@ impl<H: Handler> Worker<H> {
         );
         let slots = Arc::new(Semaphore::new(shared.pull.in_flight));
         let mut tasks = JoinSet::new();
-        let mut messages: Option<pull::Stream> = None;
-        let mut pause = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut puller = Puller {
+            bound: Some(self.consumer),
+            messages: None,
+            pause: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+        };
 
         loop {
             reap(&mut tasks);
+            // A slot first, then a message: no message waits here without a handler to take it.
             let slot = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -323,60 +326,84 @@ impl<H: Handler> Worker<H> {
             };
             // The semaphore is never closed, so acquiring only fails if that invariant breaks.
             let slot = slot.expect("worker semaphore is never closed");
-
-            let stream = match messages.as_mut() {
-                Some(stream) => stream,
-                None => match shared.open(consumer.take()).await {
-                    Ok(stream) => messages.insert(stream),
-                    Err(err) => {
-                        WorkerStats::count(&shared.stats.stream_errors);
-                        error!(stage = %shared.stage, error = %err, "Consumer could not be bound");
-                        if !sleep_unless_cancelled(pause.next_delay(), &shutdown).await {
-                            break;
-                        }
-                        continue;
-                    }
-                },
+            let Some(message) = puller.next(&shared, &shutdown).await else {
+                break;
             };
-
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                next = stream.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    pause.reset();
-                    tasks.spawn(Arc::clone(&shared).handle(message, slot));
-                }
-                Some(Err(err)) => {
-                    WorkerStats::count(&shared.stats.stream_errors);
-                    warn!(stage = %shared.stage, error = %err, "Pull failed; pulling again");
-                    if ends_the_stream(err.kind()) {
-                        messages = None;
-                    }
-                    if !sleep_unless_cancelled(pause.next_delay(), &shutdown).await {
-                        break;
-                    }
-                }
-                None => {
-                    WorkerStats::count(&shared.stats.stream_errors);
-                    warn!(stage = %shared.stage, "Pull stream ended; opening it again");
-                    messages = None;
-                    if !sleep_unless_cancelled(pause.next_delay(), &shutdown).await {
-                        break;
-                    }
-                }
-            }
+            tasks.spawn(Arc::clone(&shared).handle(message, slot));
         }
 
-        if let Some(stream) = messages.take() {
+        if let Some(stream) = puller.messages.take() {
             shared.release_buffered(stream).await;
         }
         shared.drain(tasks).await;
         let report = shared.stats.snapshot();
         info!(stage = %shared.stage, ?report, "Worker stopped");
         report
+    }
+}
+
+/// The pulling side of the loop: the pull stream, opened again whenever it fails.
+struct Puller {
+    bound: Option<PullConsumer>,
+    messages: Option<pull::Stream>,
+    pause: Backoff,
+}
+
+impl Puller {
+    /// The next message; `None` once shutdown is cancelled. Pull errors are logged, counted and
+    /// followed by a growing pause, never returned: the loop must not end on them.
+    async fn next<H: Handler>(
+        &mut self,
+        shared: &Shared<H>,
+        shutdown: &CancellationToken,
+    ) -> Option<jetstream::Message> {
+        loop {
+            let stream = match self.messages.as_mut() {
+                Some(stream) => stream,
+                None => match shared.open(self.bound.take()).await {
+                    Ok(stream) => self.messages.insert(stream),
+                    Err(err) => {
+                        WorkerStats::count(&shared.stats.stream_errors);
+                        error!(stage = %shared.stage, error = %err, "Consumer could not be bound");
+                        self.pause_unless_cancelled(shutdown).await?;
+                        continue;
+                    }
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    self.pause.reset();
+                    return Some(message);
+                }
+                Some(Err(err)) => {
+                    WorkerStats::count(&shared.stats.stream_errors);
+                    warn!(stage = %shared.stage, error = %err, "Pull failed; pulling again");
+                    if ends_the_stream(err.kind()) {
+                        self.messages = None;
+                    }
+                }
+                None => {
+                    WorkerStats::count(&shared.stats.stream_errors);
+                    warn!(stage = %shared.stage, "Pull stream ended; opening it again");
+                    self.messages = None;
+                }
+            }
+            self.pause_unless_cancelled(shutdown).await?;
+        }
+    }
+
+    /// Waits the next backoff step; `None` if shutdown came first.
+    async fn pause_unless_cancelled(&mut self, shutdown: &CancellationToken) -> Option<()> {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => None,
+            _ = tokio::time::sleep(self.pause.next_delay()) => Some(()),
+        }
     }
 }
 
@@ -414,7 +441,11 @@ impl<H: Handler> Shared<H> {
             // Only JetStream messages reach a pull consumer; a reply subject that does not parse
             // means the server and client disagree, and no exit can be sent for it.
             WorkerStats::count(&self.stats.exit_failures);
-            error!(stage = %self.stage, subject = %message.subject, "Message has no JetStream metadata");
+            error!(
+                stage = %self.stage,
+                subject = %message.subject,
+                "Message has no JetStream metadata"
+            );
             return;
         };
         let delivery = Delivery {
@@ -463,7 +494,13 @@ impl<H: Handler> Shared<H> {
                 match delivery.message.double_ack().await {
                     Ok(()) => {
                         WorkerStats::count(&self.stats.acked);
-                        debug!(stage = %self.stage, stream_seq, delivered, stockout_no, "Message acknowledged");
+                        debug!(
+                            stage = %self.stage,
+                            stream_seq,
+                            delivered,
+                            stockout_no,
+                            "Message acknowledged"
+                        );
                     }
                     Err(err) => self.exit_failed(delivery, "ack", &err.to_string()),
                 }
@@ -478,7 +515,15 @@ impl<H: Handler> Shared<H> {
                     Ok(()) => {
                         WorkerStats::count(&self.stats.retried);
                         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                        warn!(stage = %self.stage, stream_seq, delivered, stockout_no, delay_ms, error, "Message will be retried");
+                        warn!(
+                            stage = %self.stage,
+                            stream_seq,
+                            delivered,
+                            stockout_no,
+                            delay_ms,
+                            error,
+                            "Message will be retried"
+                        );
                     }
                     Err(err) => self.exit_failed(delivery, "nak", &err.to_string()),
                 }
@@ -509,7 +554,12 @@ impl<H: Handler> Shared<H> {
         let mut published = self.dead_letters.publish(&dead_letter).await;
         for _ in 1..DEAD_LETTER_TRIES {
             let Err(err) = &published else { break };
-            warn!(stage = %self.stage, stream_seq, error = %err, "Dead letter publish failed; trying again");
+            warn!(
+                stage = %self.stage,
+                stream_seq,
+                error = %err,
+                "Dead letter publish failed; trying again"
+            );
             tokio::time::sleep(pause.next_delay()).await;
             published = self.dead_letters.publish(&dead_letter).await;
         }
@@ -612,7 +662,11 @@ impl<H: Handler> Shared<H> {
         self.stats
             .abandoned
             .fetch_add(abandoned as u64, Ordering::Relaxed);
-        warn!(stage = %self.stage, abandoned, "Shutdown deadline passed; abandoning in-flight messages");
+        warn!(
+            stage = %self.stage,
+            abandoned,
+            "Shutdown deadline passed; abandoning in-flight messages"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -694,15 +748,6 @@ fn reap(tasks: &mut JoinSet<()>) {
 fn log_join(stage: Stage, result: Result<(), tokio::task::JoinError>) {
     if let Err(err) = result {
         error!(stage = %stage, error = %err, "Message task failed");
-    }
-}
-
-/// Sleeps for `delay`; returns `false` if shutdown came first.
-async fn sleep_unless_cancelled(delay: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
     }
 }
 
