@@ -218,13 +218,14 @@ impl DeadLetter {
             dlq_header::AT,
             self.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         );
-        let sources = [(dlq_header::SOURCE_STREAM, &self.source_stream)];
-        for (name, value) in sources.into_iter().chain([
+        let optional = [
+            (dlq_header::SOURCE_STREAM, &self.source_stream),
             (dlq_header::SOURCE_SUBJECT, &self.source_subject),
             (header::STOCKOUT_NO, &self.stockout_no),
             (header::TRACEPARENT, &self.trace.traceparent),
             (header::TRACESTATE, &self.trace.tracestate),
-        ]) {
+        ];
+        for (name, value) in optional {
             if let Some(value) = value {
                 headers.insert(name, one_line(value, MAX_REASON_CHARS));
             }

@@ -4,8 +4,8 @@
 //! The three workers (`extractor`, `transformer`, `loader`) stay thin by building on this crate:
 //! they parse their flags into [`config`] structs, [`connect`] to NATS, call
 //! [`topology::ensure_topology`], and then either publish windows of raw orders with
-//! [`publisher`] and [`cursor`] (the extractor) or hand a [`worker::Handler`] to
-//! [`worker::run`] (the transformer and the loader). What a stage does with a message (WDT
+//! [`publisher`] and [`cursor`] (the extractor) or hand a [`worker::Handler`] to a
+//! [`worker::Worker`] (the transformer and the loader). What a stage does with a message (WDT
 //! calls, the mapping scheme, 星辰 calls, tracing export) is left to the crates of those stages.
 
 pub mod config;
