@@ -7,7 +7,7 @@
 //! `Default` and serde parse that same text, and a test checks the three agree. Durations are
 //! written the humantime way: `500ms`, `30s`, `5m`, `7days`.
 //!
-//! Connecting is left to [`crate::connect`], creating what [`TopologyConfig`] describes to
+//! Connecting is left to [`crate::connect()`], creating what [`TopologyConfig`] describes to
 //! [`crate::topology`], and pulling as [`PullConfig`] says to [`crate::worker`].
 
 use std::fmt;

@@ -2,7 +2,7 @@
 //! stores in KV, dead letters, publishing, the consumer loop and shutdown.
 //!
 //! The three workers (`extractor`, `transformer`, `loader`) stay thin by building on this crate:
-//! they parse their flags into [`config`] structs, [`connect`] to NATS, call
+//! they parse their flags into [`config`] structs, [`connect()`] to NATS, call
 //! [`topology::ensure_topology`], and then either publish windows of raw orders with
 //! [`publisher`] and [`cursor`] (the extractor) or hand a [`worker::Handler`] to a
 //! [`worker::Worker`] (the transformer and the loader). What a stage does with a message (WDT
