@@ -4,6 +4,8 @@
 //! Each command group lives in its own module; this file only parses the command line, sets up
 //! logging and dispatches.
 
+mod wdt_cmd;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -14,10 +16,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Look at what 旺店通 holds.
+    Wdt(wdt_cmd::WdtArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Wdt(args) => wdt_cmd::run(args).await,
+    }
 }

@@ -199,7 +199,7 @@ impl WdtClient {
                 WdtError::Timeout { timeout_ms }
             } else {
                 WdtError::Connection {
-                    detail: e.to_string(),
+                    detail: error_chain(&e),
                 }
             }
         };
@@ -238,6 +238,18 @@ impl WdtClient {
             })
             .await
     }
+}
+
+/// The error and its causes, "context: cause" style; reqwest's own text omits the cause.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// An even spread of `calls_per_minute`, one call at a time.

@@ -34,7 +34,7 @@ struct WdtArgs {
         env = "SIMULATOR_WDT_LISTEN",
         default_value = "127.0.0.1:9401"
     )]
-    listen: String,
+    wdt_listen: String,
 
     /// How many orders to generate at start.
     #[arg(long = "orders", env = "SIMULATOR_WDT_ORDERS", default_value_t = 500)]
@@ -132,9 +132,9 @@ impl WdtArgs {
 }
 
 async fn start_wdt(cli: &Cli) -> anyhow::Result<WdtSimulator> {
-    let listener = TcpListener::bind(&cli.wdt.listen)
+    let listener = TcpListener::bind(&cli.wdt.wdt_listen)
         .await
-        .with_context(|| format!("binding the wdt simulator to {}", cli.wdt.listen))?;
+        .with_context(|| format!("binding the wdt simulator to {}", cli.wdt.wdt_listen))?;
     let simulator = WdtSimulator::serve(listener, WdtState::new(cli.wdt.config(cli.seed)))
         .context("starting the wdt simulator")?;
     tracing::info!(url = %simulator.url(), orders = cli.wdt.orders, "WDT simulator listening");
@@ -145,6 +145,7 @@ async fn start_wdt(cli: &Cli) -> anyhow::Result<WdtSimulator> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -160,4 +161,15 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("Stopping the simulators");
     wdt.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_of_all_simulators_fit_together() {
+        Cli::command().debug_assert();
+    }
 }
