@@ -5,6 +5,7 @@
 //! logging and dispatches.
 
 mod wdt_cmd;
+mod xingchen_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Look at what 旺店通 holds.
     Wdt(wdt_cmd::WdtArgs),
+    /// Show what 金蝶云星辰 holds for a customer, material, store or bill number.
+    Xingchen(xingchen_cmd::XingchenCmd),
 }
 
 #[tokio::main]
@@ -26,5 +29,6 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Wdt(args) => wdt_cmd::run(args).await,
+        Command::Xingchen(cmd) => xingchen_cmd::run(cmd).await,
     }
 }

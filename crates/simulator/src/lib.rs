@@ -6,3 +6,4 @@
 pub mod orders;
 pub mod wdt;
 pub mod world;
+pub mod xingchen;

@@ -188,7 +188,8 @@ impl Client {
             .query("app_signature", &signature);
         let body = self.send(request).await?;
         let data = wire::auth_data(TOKEN_PATH, &body)?;
-        tracing::info!(endpoint = TOKEN_PATH, account_id = %account.account_id, "Fetched 星辰 tokens");
+        let account_id = &account.account_id;
+        tracing::info!(endpoint = TOKEN_PATH, %account_id, "Fetched 星辰 tokens");
         serde_json::from_value(data).map_err(|e| Error::Decode {
             endpoint: TOKEN_PATH.to_owned(),
             message: e.to_string(),

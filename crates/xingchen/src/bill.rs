@@ -81,7 +81,8 @@ impl Client {
     async fn recover(&self, bill: &Bill, error: Error) -> Recovery {
         match self.find_bill_by_number(&bill.billno).await {
             Ok(Some(found)) => {
-                tracing::warn!(billno = %bill.billno, error = %error, "Recovered bill by its number");
+                let billno = &bill.billno;
+                tracing::warn!(%billno, error = %error, "Recovered bill by its number");
                 Recovery::Saved(saved(bill, found.id, true))
             }
             Ok(None) => Recovery::Absent(error),

@@ -48,16 +48,26 @@ impl FromStr for Secret {
 pub struct XingchenConfig {
     /// Base URL of the gateway; business calls are routed by the `X-GW-Router-Addr` header, not
     /// by the host. Default `https://api.kingdee.com`.
-    #[arg(long = "xingchen-api-url", env = "XINGCHEN_API_URL", default_value = DEFAULT_API_URL)]
+    #[arg(
+        id = "xingchen_api_url",
+        long = "xingchen-api-url",
+        env = "XINGCHEN_API_URL",
+        default_value = DEFAULT_API_URL
+    )]
     #[serde(default = "default_api_url")]
     pub api_url: String,
 
     /// The app's `client_id` from open.jdy.com, sent as `X-Api-ClientID`.
-    #[arg(long = "xingchen-client-id", env = "XINGCHEN_CLIENT_ID")]
+    #[arg(
+        id = "xingchen_client_id",
+        long = "xingchen-client-id",
+        env = "XINGCHEN_CLIENT_ID"
+    )]
     pub client_id: String,
 
     /// The app's `client_secret`, the key of every X-Api-Signature.
     #[arg(
+        id = "xingchen_client_secret",
         long = "xingchen-client-secret",
         env = "XINGCHEN_CLIENT_SECRET",
         hide_env_values = true
@@ -66,18 +76,24 @@ pub struct XingchenConfig {
 
     /// The tenant's `outerInstanceId`, shown when it authorised the app.
     #[arg(
+        id = "xingchen_outer_instance_id",
         long = "xingchen-outer-instance-id",
         env = "XINGCHEN_OUTER_INSTANCE_ID"
     )]
     pub outer_instance_id: String,
 
     /// The account set to use; without it, the first authorised one with status 1.
-    #[arg(long = "xingchen-account-id", env = "XINGCHEN_ACCOUNT_ID")]
+    #[arg(
+        id = "xingchen_account_id",
+        long = "xingchen-account-id",
+        env = "XINGCHEN_ACCOUNT_ID"
+    )]
     #[serde(default)]
     pub account_id: Option<String>,
 
     /// Requests per minute this client allows itself (星辰 limits an account set to 500).
     #[arg(
+        id = "xingchen_requests_per_minute",
         long = "xingchen-requests-per-minute",
         env = "XINGCHEN_REQUESTS_PER_MINUTE",
         default_value_t = 500
@@ -87,6 +103,7 @@ pub struct XingchenConfig {
 
     /// Requests this client keeps in flight at once. Default 8.
     #[arg(
+        id = "xingchen_max_in_flight",
         long = "xingchen-max-in-flight",
         env = "XINGCHEN_MAX_IN_FLIGHT",
         default_value_t = 8
@@ -95,13 +112,18 @@ pub struct XingchenConfig {
     pub max_in_flight: usize,
 
     /// Timeout of one HTTP request, connect to last byte (such as `30s`). Default 30 s.
-    #[arg(long = "xingchen-timeout", env = "XINGCHEN_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+    #[arg(
+        id = "xingchen_timeout", long = "xingchen-timeout",
+        env = "XINGCHEN_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
     #[serde(default = "default_timeout", deserialize_with = "human_duration")]
     pub timeout: Duration,
 
     /// Attempts per call for transient failures, the first included. Default 4.
     #[arg(
+        id = "xingchen_retry_attempts",
         long = "xingchen-retry-attempts",
         env = "XINGCHEN_RETRY_ATTEMPTS",
         default_value_t = 4
@@ -110,8 +132,12 @@ pub struct XingchenConfig {
     pub retry_attempts: usize,
 
     /// Delay before the first retry; it doubles up to the maximum. Default 2 s.
-    #[arg(long = "xingchen-retry-min-delay", env = "XINGCHEN_RETRY_MIN_DELAY", default_value = "2s",
-          value_parser = humantime::parse_duration)]
+    #[arg(
+        id = "xingchen_retry_min_delay", long = "xingchen-retry-min-delay",
+        env = "XINGCHEN_RETRY_MIN_DELAY",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
     #[serde(
         default = "default_retry_min_delay",
         deserialize_with = "human_duration"
@@ -119,8 +145,12 @@ pub struct XingchenConfig {
     pub retry_min_delay: Duration,
 
     /// Longest delay between two retries. Default 30 s.
-    #[arg(long = "xingchen-retry-max-delay", env = "XINGCHEN_RETRY_MAX_DELAY", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+    #[arg(
+        id = "xingchen_retry_max_delay", long = "xingchen-retry-max-delay",
+        env = "XINGCHEN_RETRY_MAX_DELAY",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
     #[serde(
         default = "default_retry_max_delay",
         deserialize_with = "human_duration"
@@ -129,6 +159,7 @@ pub struct XingchenConfig {
 
     /// Rows asked for per master-data list page. Default 100.
     #[arg(
+        id = "xingchen_page_size",
         long = "xingchen-page-size",
         env = "XINGCHEN_PAGE_SIZE",
         default_value_t = 100

@@ -109,7 +109,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn decimals_survive_a_json_round_trip(mantissa in -10_000_000_000i64..10_000_000_000, scale in 0u32..8) {
+        fn decimals_survive_a_json_round_trip(
+            mantissa in -10_000_000_000i64..10_000_000_000,
+            scale in 0u32..8,
+        ) {
             let qty = Decimal::new(mantissa, scale);
             let row = Row { id: "1".into(), count: 0, qty };
             let text = serde_json::to_string(&row).expect("json");

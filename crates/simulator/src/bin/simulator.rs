@@ -23,6 +23,9 @@ struct Cli {
 
     #[command(flatten)]
     wdt: WdtArgs,
+
+    #[command(flatten)]
+    xingchen: XingchenArgs,
 }
 
 /// The 旺店通 Qimen router simulator.
@@ -131,6 +134,43 @@ impl WdtArgs {
     }
 }
 
+/// The 金蝶云星辰 gateway simulator; its credentials are `simulator::xingchen::defaults`.
+#[derive(Args)]
+struct XingchenArgs {
+    /// Where the 星辰 simulator listens.
+    #[arg(
+        long = "xingchen-listen",
+        env = "SIMULATOR_XINGCHEN_LISTEN",
+        default_value = "127.0.0.1:9402"
+    )]
+    xingchen_listen: String,
+
+    /// How long an issued token lives, in seconds.
+    #[arg(
+        long = "xingchen-token-lifetime-secs",
+        env = "SIMULATOR_XINGCHEN_TOKEN_LIFETIME_SECS",
+        default_value_t = 86_400
+    )]
+    xingchen_token_lifetime_secs: u64,
+}
+
+async fn start_xingchen(cli: &Cli) -> anyhow::Result<simulator::xingchen::XingchenSimulator> {
+    use simulator::xingchen::{SimulatorConfig, XingchenSimulator, XingchenState};
+    let args = &cli.xingchen;
+    let listener = TcpListener::bind(&args.xingchen_listen)
+        .await
+        .with_context(|| format!("binding the xingchen simulator to {}", args.xingchen_listen))?;
+    let config = SimulatorConfig {
+        token_lifetime: std::time::Duration::from_secs(args.xingchen_token_lifetime_secs),
+        ..SimulatorConfig::default()
+    };
+    let state = XingchenState::new(&simulator::world::World::generate(cli.seed), config);
+    let simulator =
+        XingchenSimulator::serve(listener, state).context("starting the xingchen simulator")?;
+    tracing::info!(url = %simulator.url(), "星辰 simulator listening");
+    Ok(simulator)
+}
+
 async fn start_wdt(cli: &Cli) -> anyhow::Result<WdtSimulator> {
     let listener = TcpListener::bind(&cli.wdt.wdt_listen)
         .await
@@ -154,12 +194,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
 
     let wdt = start_wdt(&cli).await?;
+    let xingchen = start_xingchen(&cli).await?;
 
     tokio::signal::ctrl_c()
         .await
         .context("waiting for ctrl-c")?;
     tracing::info!("Stopping the simulators");
     wdt.stop().await;
+    drop(xingchen);
     Ok(())
 }
 
