@@ -4,13 +4,18 @@
 //! Each command group lives in its own module; this file only parses the command line, sets up
 //! logging and dispatches.
 
+mod scheme_cmd;
 mod wdt_cmd;
 mod xingchen_cmd;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bridge", version, about = "Operate the 旺店通 → 金蝶云星辰 bridge")]
+#[command(
+    name = "bridge",
+    version,
+    about = "Operate the 旺店通 → 金蝶云星辰 bridge"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +25,9 @@ struct Cli {
 enum Command {
     /// Look at what 旺店通 holds.
     Wdt(wdt_cmd::WdtArgs),
+    /// Check a mapping scheme, or try it on raw orders without posting.
+    #[command(subcommand)]
+    Scheme(scheme_cmd::SchemeCommand),
     /// Show what 金蝶云星辰 holds for a customer, material, store or bill number.
     Xingchen(xingchen_cmd::XingchenCmd),
 }
@@ -29,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Wdt(args) => wdt_cmd::run(args).await,
+        Command::Scheme(command) => scheme_cmd::run(command).await,
         Command::Xingchen(cmd) => xingchen_cmd::run(cmd).await,
     }
 }

@@ -91,7 +91,8 @@ pub enum MappingKind {
 
 impl fmt::Display for MappingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so that operators' tables can align the kind with `{:<9}`.
+        f.pad(match self {
             MappingKind::Copy => "copy",
             MappingKind::Derived => "derived",
             MappingKind::Lookup => "lookup",

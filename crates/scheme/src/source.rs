@@ -4,6 +4,7 @@
 //! choosing windows and pages is the extractor's.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, FixedOffset, TimeZone};
 use serde::Deserialize;
@@ -60,6 +61,18 @@ impl Placeholder {
     ];
 }
 
+impl Placeholder {
+    /// The placeholder as a scheme writes it, braces included.
+    pub fn spelling(self) -> &'static str {
+        match self {
+            Placeholder::WindowStart => "{{WINDOW_START}}",
+            Placeholder::WindowEnd => "{{WINDOW_END}}",
+            Placeholder::PageSize => "{{PAGINATION_PAGE_SIZE}}",
+            Placeholder::Page => "{{PAGINATION_START_PAGE}}",
+        }
+    }
+}
+
 /// A parameter's value as the scheme writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamValue {
@@ -67,6 +80,15 @@ pub enum ParamValue {
     Literal(String),
     /// Filled per request.
     Placeholder(Placeholder),
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Literal(text) => f.pad(text),
+            ParamValue::Placeholder(placeholder) => f.pad(placeholder.spelling()),
+        }
+    }
 }
 
 /// Parameters a scheme may set; `status` and `is_by_modified` follow from [`Source::status`] and
@@ -203,6 +225,17 @@ mod tests {
                 ("start_time", "2022-11-01 00:00:00"),
                 ("warehouse_no", "WH01"),
             ]
+        );
+    }
+
+    #[test]
+    fn each_placeholder_is_spelled_as_the_seed_writes_it() {
+        for (placeholder, name, _) in Placeholder::ALL {
+            assert_eq!(placeholder.spelling(), format!("{{{{{name}}}}}"));
+        }
+        assert_eq!(
+            ParamValue::Placeholder(Placeholder::Page).to_string(),
+            "{{PAGINATION_START_PAGE}}"
         );
     }
 

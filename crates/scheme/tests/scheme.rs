@@ -1056,3 +1056,59 @@ proptest! {
         prop_assert_eq!(listed, asked.into_inner());
     }
 }
+
+#[test]
+fn a_scheme_without_lookups_or_derived_fields_needs_no_collections() {
+    let text = r#"
+name = "constants"
+
+[source]
+method = "wdt.stockout.order.query.trade"
+window_field = "modified"
+status = 5
+page_size = 30
+
+[source.params]
+start_time = "{{WINDOW_START}}"
+end_time = "{{WINDOW_END}}"
+page_size = "{{PAGINATION_PAGE_SIZE}}"
+page_no = "{{PAGINATION_START_PAGE}}"
+shop_no = "TM001"
+
+[target]
+api = "jdy/sal/sal_outbound_save"
+
+[target.fields]
+billdate = "2022-11-01"
+billno = "{{order_no}}"
+customerid_id = "C-1"
+remark = "{{remark}}"
+material_entity = "details_list"
+"material_entity.materialid_id" = "{{details_list_spec_no}}"
+"material_entity.stockid_id" = "S-1"
+"material_entity.qty" = "{{details_list.details_list_num}}"
+"material_entity.unit_id" = "U-1"
+"#;
+    let scheme = Scheme::from_str(text, "constants.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scheme.source().start_page(), 0, "start_page defaults to 0");
+    let now = chrono::Utc::now();
+    let params = scheme.source().render_params(&now, &now, 0);
+    assert_eq!(params.get("is_by_modified").map(String::as_str), Some("1"));
+    assert_eq!(params.get("status").map(String::as_str), Some("5"));
+    assert_eq!(params.get("shop_no").map(String::as_str), Some("TM001"));
+
+    let order =
+        json!({"order_no": "CK9", "remark": "", "details_list": [{"spec_no": "SP1", "num": 3}]});
+    let nothing = |_: &LookupKey| -> Option<String> { None };
+    let bill = scheme
+        .evaluate(&order, &nothing)
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    let expected = json!({
+        "billdate": "2022-11-01", "billno": "CK9", "customerid_id": "C-1", "remark": "",
+        "material_entity": [
+            {"materialid_id": "SP1", "stockid_id": "S-1", "qty": "3", "unit_id": "U-1"}
+        ]
+    });
+    assert_eq!(serde_json::to_value(&bill).ok(), Some(expected));
+    assert!(scheme.lookups(&order).is_empty());
+}
