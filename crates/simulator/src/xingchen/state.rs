@@ -334,11 +334,18 @@ impl XingchenState {
         self.lock().customers.clone()
     }
 
-    /// Adds a customer, or replaces the one with the same number; returns it with its id.
+    /// Adds a customer, or replaces the one with the same number (keeping its id when none is
+    /// given); returns it with its id.
     pub fn upsert_customer(&self, mut customer: SimCustomer) -> SimCustomer {
         let mut data = self.lock();
         if customer.id.is_empty() {
-            customer.id = data.next_id();
+            // Modifying keeps the id bills refer to; only a new number gets a new id.
+            let known = data
+                .customers
+                .iter()
+                .find(|x| x.number == customer.number)
+                .map(|x| x.id.clone());
+            customer.id = known.unwrap_or_else(|| data.next_id());
         }
         data.customers.retain(|c| c.number != customer.number);
         data.customers.push(customer.clone());
@@ -362,7 +369,13 @@ impl XingchenState {
     pub fn upsert_material(&self, mut material: SimMaterial) -> SimMaterial {
         let mut data = self.lock();
         if material.id.is_empty() {
-            material.id = data.next_id();
+            // Modifying keeps the id bills refer to; only a new number gets a new id.
+            let known = data
+                .materials
+                .iter()
+                .find(|x| x.number == material.number)
+                .map(|x| x.id.clone());
+            material.id = known.unwrap_or_else(|| data.next_id());
         }
         if !material.unit_ids.contains(&material.base_unit_id) {
             material.unit_ids.insert(0, material.base_unit_id.clone());
@@ -389,7 +402,13 @@ impl XingchenState {
     pub fn upsert_store(&self, mut store: SimStore) -> SimStore {
         let mut data = self.lock();
         if store.id.is_empty() {
-            store.id = data.next_id();
+            // Modifying keeps the id bills refer to; only a new number gets a new id.
+            let known = data
+                .stores
+                .iter()
+                .find(|x| x.number == store.number)
+                .map(|x| x.id.clone());
+            store.id = known.unwrap_or_else(|| data.next_id());
         }
         data.stores.retain(|s| s.number != store.number);
         data.stores.push(store.clone());
@@ -462,5 +481,34 @@ impl XingchenState {
         for token in self.lock().tokens.values_mut() {
             token.revoked = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modifying_a_material_by_number_keeps_its_id_and_lists_the_new_base_unit() {
+        let world = World::generate(5);
+        let state = XingchenState::new(&world, SimulatorConfig::default());
+        let goods = &world.goods[0];
+        let changed = state.upsert_material(SimMaterial {
+            id: String::new(),
+            number: goods.goods_no.clone(),
+            name: goods.goods_name.clone(),
+            base_unit_id: "77".into(),
+            unit_ids: Vec::new(),
+        });
+        assert_eq!(changed.id, goods.material_id);
+        assert_eq!(changed.unit_ids, ["77"]);
+        assert_eq!(state.materials().len(), world.goods.len());
+
+        let added = state.upsert_store(SimStore {
+            id: String::new(),
+            number: "NEW".into(),
+            name: "新仓".into(),
+        });
+        assert!(!added.id.is_empty() && world.warehouses.iter().all(|w| w.store_id != added.id));
     }
 }
