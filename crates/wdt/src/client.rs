@@ -117,6 +117,9 @@ impl WdtClient {
     /// Validates the configuration and builds the HTTP client with its timeout.
     pub fn new(config: WdtConfig) -> Result<WdtClient, WdtError> {
         config.validate()?;
+        // reqwest is built without a crypto provider of its own; ring is the one async-nats uses.
+        // Installing it twice is harmless, so every client may try.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timeout())
             .connect_timeout(config.timeout())

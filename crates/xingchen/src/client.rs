@@ -107,6 +107,9 @@ impl Client {
         rate_limit: Arc<dyn RateLimit>,
     ) -> Result<Client> {
         config.validate().map_err(Error::Config)?;
+        // reqwest is built without a crypto provider of its own; ring is the one async-nats uses.
+        // Installing it twice is harmless, so every client may try.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
