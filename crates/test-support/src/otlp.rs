@@ -268,6 +268,10 @@ fn lock(spans: &Store) -> MutexGuard<'_, Vec<ReceivedSpan>> {
 }
 
 /// Runs both servers until `shutdown` fires, reporting their addresses once bound.
+///
+/// Stopping drops the runtime instead of shutting the servers down gracefully: a graceful stop
+/// waits for clients to hang up, and a test's exporter may sit on a runtime that is blocked in
+/// dropping this very receiver.
 fn serve(
     spans: Store,
     addrs: std::sync::mpsc::Sender<(SocketAddr, SocketAddr)>,
@@ -289,33 +293,21 @@ fn serve(
             http.local_addr().expect("OTLP/HTTP address"),
             grpc.local_addr().expect("OTLP/gRPC address"),
         );
-        let _ = addrs.send(bound);
 
-        let (stop_http, stopped_http) = oneshot::channel::<()>();
-        let (stop_grpc, stopped_grpc) = oneshot::channel::<()>();
         let router = Router::new()
             .route("/v1/traces", post(receive_http))
             .with_state(spans.clone());
-        let http_server = axum::serve(http, router).with_graceful_shutdown(async move {
-            let _ = stopped_http.await;
-        });
+        tokio::spawn(async move { axum::serve(http, router).await });
         let grpc_server = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(GrpcReceiver { spans }))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc),
-                async move {
-                    let _ = stopped_grpc.await;
-                },
-            );
-        let http_task = tokio::spawn(async move { http_server.await });
-        let grpc_task = tokio::spawn(grpc_server);
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
+        tokio::spawn(grpc_server);
 
+        let _ = addrs.send(bound);
         let _ = shutdown.await;
-        let _ = stop_http.send(());
-        let _ = stop_grpc.send(());
-        let _ = http_task.await;
-        let _ = grpc_task.await;
     });
+    // Dropping the runtime cancels both servers and closes their sockets and connections.
+    drop(runtime);
 }
 
 async fn receive_http(State(spans): State<Store>, body: Bytes) -> impl IntoResponse {
