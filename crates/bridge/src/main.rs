@@ -4,6 +4,7 @@
 //! Each command group lives in its own module; this file only parses the command line, sets up
 //! logging and dispatches.
 
+mod masterdata_cmd;
 mod scheme_cmd;
 mod wdt_cmd;
 mod xingchen_cmd;
@@ -30,6 +31,9 @@ enum Command {
     Scheme(scheme_cmd::SchemeCommand),
     /// Show what 金蝶云星辰 holds for a customer, material, store or bill number.
     Xingchen(xingchen_cmd::XingchenCmd),
+    /// Refresh the transformer's master-data cache from 金蝶云星辰.
+    #[command(subcommand)]
+    Masterdata(masterdata_cmd::MasterdataCommand),
 }
 
 #[tokio::main]
@@ -39,5 +43,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Wdt(args) => wdt_cmd::run(args).await,
         Command::Scheme(command) => scheme_cmd::run(command).await,
         Command::Xingchen(cmd) => xingchen_cmd::run(cmd).await,
+        Command::Masterdata(command) => masterdata_cmd::run(command).await,
     }
 }
