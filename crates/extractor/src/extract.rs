@@ -25,7 +25,7 @@ use pipeline::message::{OutgoingMessage, TraceContext};
 use pipeline::publisher::{PublishError, Publisher};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
-use tracing::{Instrument, Span, info};
+use tracing::{Instrument, Span, debug, info};
 use wdt::{ReadFilter, StockoutOrder, WdtError, WdtTime, Window, WindowReader};
 
 use crate::order::{self, Prepared, SOURCE_METHOD, window_text};
@@ -190,15 +190,22 @@ impl Extraction {
                 });
             }
         }
-        info!(
-            window = %text,
-            orders_read = summary.orders_read,
-            stored = summary.stored,
-            duplicates = summary.duplicates,
-            dead_letters = summary.dead_letters,
-            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "Window published"
-        );
+        // A window with nothing in it is the usual case of a quiet minute: not worth an INFO.
+        let level_info = summary.orders_read > 0;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if level_info {
+            info!(
+                window = %text,
+                orders_read = summary.orders_read,
+                stored = summary.stored,
+                duplicates = summary.duplicates,
+                dead_letters = summary.dead_letters,
+                elapsed_ms,
+                "Window published"
+            );
+        } else {
+            debug!(window = %text, elapsed_ms, "Window published, empty");
+        }
         Ok(summary)
     }
 

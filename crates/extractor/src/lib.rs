@@ -166,22 +166,22 @@ impl Extractor {
         let heartbeat =
             tokio::spawn(heartbeat.run(self.settings.heartbeat_interval, beats.clone()));
 
+        let sync = sync::Sync::new(
+            self.extraction(&topology),
+            cursor,
+            args.clone(),
+            self.settings.wdt.max_window_days,
+            self.stats.clone(),
+            readiness,
+        );
         info!(
             instance = %self.instance,
             cursor = %self.settings.cursor_name,
-            start = ?args.start.as_ref().map(format_wdt_time),
+            start_without_cursor = %format_wdt_time(&sync.start()),
             lag_ms = millis(args.lag),
             overlap_ms = millis(args.overlap),
             interval_ms = millis(args.interval),
             "Extractor running"
-        );
-        let sync = sync::Sync::new(
-            self.extraction(&topology),
-            cursor,
-            args,
-            self.settings.wdt.max_window_days,
-            self.stats.clone(),
-            readiness,
         );
         let outcome = sync.run(shutdown).await;
         beats.cancel();

@@ -106,6 +106,11 @@ impl Sync {
         }
     }
 
+    /// Where the first window starts when no cursor is stored.
+    pub fn start(&self) -> WdtTime {
+        self.start
+    }
+
     /// Runs windows until `shutdown`, and returns what they published; returns early with a
     /// failure no retry can fix.
     pub async fn run(&self, shutdown: &CancellationToken) -> Result<Summary, SyncError> {
