@@ -175,8 +175,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Checks the durations against each other and against WDT's longest window.
-    pub fn validate(&self, max_window_days: u32) -> Result<(), SettingError> {
+    /// Checks the durations against each other, against WDT's longest window, and against the
+    /// stream's duplicate window.
+    pub fn validate(
+        &self,
+        max_window_days: u32,
+        duplicate_window: Duration,
+    ) -> Result<(), SettingError> {
         if self.interval < Duration::from_millis(100) {
             return Err(SettingError::new("--interval", "must be at least 100ms"));
         }
@@ -193,6 +198,18 @@ impl RunArgs {
             return Err(SettingError::new(
                 "--lag",
                 format!("must be shorter than {max_window_days} days"),
+            ));
+        }
+        // An order is read again for about overlap plus interval after its first read; past the
+        // duplicate window JetStream would store it again.
+        if self.overlap + self.interval > duplicate_window {
+            return Err(SettingError::new(
+                "--overlap",
+                format!(
+                    "with --interval it exceeds the duplicate window ({}); unchanged orders \
+                     read again would be stored again",
+                    humantime::format_duration(duplicate_window)
+                ),
             ));
         }
         Ok(())
@@ -273,8 +290,21 @@ mod tests {
             overlap: Duration::from_secs(30 * 86_400),
             ..RunArgs::default()
         };
-        let err = args.validate(30).expect_err("refused");
+        let hour = Duration::from_secs(3600);
+        let err = args.validate(30, hour).expect_err("refused");
         assert_eq!(err.setting, "--overlap");
-        assert!(RunArgs::default().validate(30).is_ok());
+        assert!(RunArgs::default().validate(30, hour).is_ok());
+    }
+
+    #[test]
+    fn an_overlap_past_the_duplicate_window_is_refused() {
+        let args = RunArgs {
+            overlap: Duration::from_secs(3600),
+            ..RunArgs::default()
+        };
+        let err = args
+            .validate(30, Duration::from_secs(3600))
+            .expect_err("refused");
+        assert!(err.problem.contains("duplicate window"), "{err}");
     }
 }

@@ -124,7 +124,11 @@ impl Extractor {
 
     /// `extractor run`: syncs until `shutdown`, serving health and writing heartbeats.
     pub async fn run(self, args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<Summary> {
-        args.validate(self.settings.wdt.max_window_days)?;
+        let settings = &self.settings;
+        args.validate(
+            settings.wdt.max_window_days,
+            settings.topology.duplicate_window,
+        )?;
         let readiness = Readiness::with_checks([heartbeat::NATS_READY, sync::WDT_READY]);
         let served = CancellationToken::new();
         let health = HealthServer::start(
@@ -166,7 +170,7 @@ impl Extractor {
         let heartbeat =
             tokio::spawn(heartbeat.run(self.settings.heartbeat_interval, beats.clone()));
 
-        let sync = sync::Sync::new(
+        let sync = sync::Syncer::new(
             self.extraction(&topology),
             cursor,
             args.clone(),

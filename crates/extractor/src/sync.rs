@@ -25,7 +25,7 @@ use pipeline::cursor::{Advance, CursorStore};
 use telemetry::health::Readiness;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use wdt::{WdtTime, Window, format_wdt_time};
 
 use crate::config::RunArgs;
@@ -71,7 +71,7 @@ enum Pass {
 }
 
 /// The continuous sync: the windows' schedule over one cursor.
-pub struct Sync {
+pub struct Syncer {
     extraction: Extraction,
     cursor: CursorStore,
     args: RunArgs,
@@ -81,7 +81,7 @@ pub struct Sync {
     readiness: Readiness,
 }
 
-impl Sync {
+impl Syncer {
     /// A sync over `cursor`; without a stored cursor it starts at `args.start`, or a day
     /// before now.
     pub fn new(
@@ -91,11 +91,11 @@ impl Sync {
         max_window_days: u32,
         stats: Arc<Stats>,
         readiness: Readiness,
-    ) -> Sync {
+    ) -> Syncer {
         let start = args
             .start
             .unwrap_or_else(|| now() - chrono::Duration::days(1));
-        Sync {
+        Syncer {
             extraction,
             cursor,
             args,
@@ -148,8 +148,8 @@ impl Sync {
                 Ok(Pass::CaughtUp)
             }
             Err(error) => {
+                // The caller reports it: the binary logs it as the cause of its exit.
                 self.stats.window_failed();
-                error!(error = %error, "Window failed and cannot succeed; stopping");
                 Err(error)
             }
         }
