@@ -15,7 +15,7 @@ use e2e::{Harness, Order};
 use pipeline::Stage;
 use pipeline::dead_letter::ReasonKind;
 use rust_decimal::Decimal;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 use simulator::orders::{format_time, now_beijing};
 use simulator::wdt::{self, CallOutcome, OrderChange};
 use simulator::xingchen::{self, Knobs as XingchenKnobs};
@@ -38,7 +38,7 @@ async fn a_backfill_loads_each_order_once_a_rerun_posts_nothing_and_changes_modi
         "the simulator holds unshipped orders the query must skip"
     );
 
-    // 1. A backfill of the range gives exactly one bill per shipped order, each as the seed maps it.
+    // 1. A backfill of the range gives one bill per shipped order, each as the seed maps it.
     h.start_pipeline();
     h.backfill().await;
     h.wait_until_settled(1000, 0, SETTLE_TIMEOUT).await;
@@ -50,10 +50,16 @@ async fn a_backfill_loads_each_order_once_a_rerun_posts_nothing_and_changes_modi
     );
     assert_ledger_names_every_bill(&h, &orders).await;
 
-    // 2. The same backfill again posts nothing.
+    // 2. The same backfill again posts nothing, although it reads every order again.
     let before = h.bills();
+    let calls = h.wdt.state().calls().len();
     h.backfill().await;
     h.wait_until_settled(1000, 0, SETTLE_TIMEOUT).await;
+    let pages = h.wdt.state().calls().len() - calls;
+    assert!(
+        pages >= 10,
+        "the second backfill read 1000 orders again, in {pages} calls"
+    );
     assert_eq!(
         h.saves(),
         1000,
@@ -135,6 +141,12 @@ async fn orders_with_goods_unknown_to_xingchen_become_dead_letters_naming_the_go
         );
         assert!(named.insert(no.clone()), "{no} has two dead letters");
         assert!(h.xingchen.state().bill(&no).is_none(), "{no} has a bill");
+        let raw: Value = serde_json::from_slice(&letter.payload).expect("the raw order as JSON");
+        assert_eq!(
+            raw["stockout_no"],
+            no.as_str(),
+            "the dead letter keeps the raw order"
+        );
     }
     assert_eq!(
         named, expected,
@@ -212,6 +224,42 @@ async fn a_loader_killed_mid_run_and_restarted_leaves_no_order_unloaded_and_none
     h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
     h.assert_bills_match(&orders);
     assert_ledger_names_every_bill(&h, &orders).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_stopped_with_sigterm_mid_run_exit_0_and_two_loaders_after_them_finish_the_run() {
+    let mut h = Harness::start(15, 300, FROM, TO).await;
+    let orders = h.shipped_orders();
+    let total = orders.len() as u64;
+    h.xingchen.state().set_knobs(XingchenKnobs {
+        latency_ms: 30,
+        ..XingchenKnobs::default()
+    });
+    h.set_env("XINGCHEN_MAX_IN_FLIGHT", "4");
+    h.set_env("BRIDGE_SHUTDOWN_DEADLINE", "10s");
+
+    h.start_pipeline();
+    h.backfill().await;
+    h.wait_for_bills(total / 4, SETTLE_TIMEOUT).await;
+    // Each worker lets its in-flight messages reach an exit and leaves with status 0.
+    h.stop_workers().await;
+    let at_stop = h.bill_count();
+    assert!(
+        at_stop < total,
+        "the run ended before the stop ({at_stop} of {total})"
+    );
+
+    // Two loaders share the rest without posting any bill twice.
+    h.start_pipeline();
+    h.start_worker("loader");
+    h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
+    h.assert_bills_match(&orders);
+    assert_ledger_names_every_bill(&h, &orders).await;
+    assert_eq!(
+        h.saves() as u64,
+        total,
+        "a graceful stop loses no answer, so no bill is posted twice"
+    );
 }
 
 /// Adds shipped orders to the 旺店通 simulator until the range holds exactly `count`; returns

@@ -150,14 +150,19 @@ impl Harness {
         self.workers[id.0].process.log()
     }
 
-    /// Sends SIGTERM to every running worker and asserts that each exits 0 within
+    /// Sends SIGTERM to every running worker at once and asserts that each exits 0 within
     /// [`EXIT_TIMEOUT`].
     pub async fn stop_workers(&mut self) {
-        for worker in &mut self.workers {
-            if !worker.process.is_running() {
-                continue;
-            }
+        let mut running: Vec<&mut Worker> = self
+            .workers
+            .iter_mut()
+            .filter_map(|worker| worker.process.is_running().then_some(worker))
+            .collect();
+        // All at once, as an orchestrator stops a deployment: no worker goes on alone meanwhile.
+        for worker in &running {
             worker.process.terminate();
+        }
+        for worker in &mut running {
             let status = wait_exit(&mut worker.process, &worker.name, EXIT_TIMEOUT).await;
             assert!(
                 status.success(),
