@@ -136,7 +136,8 @@ async fn log_event(url: String, event: Event) {
         Event::Disconnected => warn!(url, "NATS connection lost; reconnecting"),
         Event::LameDuckMode => warn!(url, "NATS server entering lame duck mode"),
         Event::Draining => info!(url, "NATS connection draining"),
-        Event::Closed => error!(url, "NATS connection closed"),
+        // Reconnects are unbounded, so a close is always the worker's own drain at shutdown.
+        Event::Closed => info!(url, "NATS connection closed"),
         Event::SlowConsumer(sid) => warn!(url, sid, "NATS subscription too slow; messages dropped"),
         Event::ServerError(err) => error!(url, error = %err, "NATS server error"),
         Event::ClientError(err) => warn!(url, error = %err, "NATS client error"),

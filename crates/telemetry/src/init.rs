@@ -27,6 +27,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::format::{JsonLines, PrettyLines};
 use crate::{LogFormat, OtlpProtocol, TelemetryConfig, TelemetryError};
+use std::io::IsTerminal;
 
 /// How long [`TelemetryGuard::shutdown`] waits for the last spans to be exported.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,7 +104,9 @@ where
             .with_writer(make_writer)
             .with_filter(log_filter)
             .boxed(),
+        // Colour only for a person at a terminal; logs redirected to a file stay plain text.
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .event_format(PrettyLines::default())
             .with_writer(make_writer)
             .with_filter(log_filter)
