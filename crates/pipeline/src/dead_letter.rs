@@ -13,7 +13,7 @@
 //! | `dlq_delivered` | how many times the message had been delivered |
 //! | `dlq_source_stream`, `dlq_source_seq`, `dlq_source_subject` | where it came from |
 //! | `dlq_original_msg_id` | its `Nats-Msg-Id`, if it had one |
-//! | `dlq_attempts` | JSON list of earlier failed attempts `{delivered, at, error}`, at most 10 |
+//! | `dlq_attempts` | JSON list of earlier failed attempts `{delivered, at, error}`, the latest 10 |
 //! | `dlq_at` | when it was dead-lettered, RFC 3339 UTC |
 //! | `stockout_no`, `traceparent`, `tracestate` | as on the original, or as the caller gives them |
 //!
@@ -21,6 +21,12 @@
 //! original's termination failed and it came back) is stored once. Terminating the original only
 //! after this publish is acknowledged is the job of [`crate::worker`]. The reason text is the
 //! handler's error message: handlers must keep secrets out of their errors.
+//!
+//! A redriven message carries its past in `dlq_attempts` too ([`DeadLetter::history_header`]:
+//! the earlier attempts, then the dead letter's own failure), and the worker puts
+//! [`carried_attempts`] before its own, so a message that fails again returns to the dead letters
+//! with its whole history. Headers of the operator's tools that are neither `Nats-` nor `dlq_`
+//! ones, such as a redrive count, stay among the original headers and come back with it.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::publish::PublishAck;
@@ -312,6 +318,18 @@ impl DeadLetter {
         })
     }
 
+    /// The `dlq_attempts` value a redriven copy of this message carries: the earlier attempts,
+    /// then this dead letter's own failure as `<reason kind>: <reason>`.
+    pub fn history_header(&self) -> String {
+        let mut history = self.attempts.clone();
+        history.push(Attempt {
+            delivered: self.delivered,
+            at: self.at,
+            error: format!("{}: {}", self.reason_kind, self.reason),
+        });
+        attempts_json(&history)
+    }
+
     fn msg_id(&self) -> String {
         match (&self.source_stream, self.source_sequence) {
             (Some(stream), Some(sequence)) => format!("dlq:{stream}:{sequence}"),
@@ -344,6 +362,16 @@ impl DeadLetterPublisher {
             .publish(dead_letter.to_message(&self.names))
             .await
     }
+}
+
+/// The failed attempts a message carries from an earlier dead letter (a redriven message does, in
+/// `dlq_attempts`), oldest first. A list that cannot be read counts as none: a lost history must
+/// never keep a message from its dead letter.
+pub fn carried_attempts(headers: Option<&HeaderMap>) -> Vec<Attempt> {
+    headers
+        .and_then(|headers| headers.get(dlq_header::ATTEMPTS))
+        .and_then(|json| serde_json::from_str(json.as_str()).ok())
+        .unwrap_or_default()
 }
 
 fn is_nats_header(name: &str) -> bool {
@@ -472,6 +500,28 @@ mod tests {
         let listed: Vec<Attempt> = serde_json::from_str(&attempts_json(&attempts)).expect("json");
         assert_eq!(listed.len(), MAX_ATTEMPTS_LISTED);
         assert_eq!(listed[0].delivered, 6);
+    }
+
+    #[test]
+    fn a_redriven_copy_carries_the_attempts_and_the_dead_letters_own_failure() {
+        let dead_letter = dead_letter();
+        let mut headers = HeaderMap::new();
+        headers.insert(dlq_header::ATTEMPTS, dead_letter.history_header());
+        let carried = carried_attempts(Some(&headers));
+        let delivered: Vec<i64> = carried.iter().map(|attempt| attempt.delivered).collect();
+        assert_eq!(delivered, [1, 3]);
+        assert_eq!(carried[1].at, dead_letter.at);
+        assert!(
+            carried[1]
+                .error
+                .starts_with("lookup_not_found: customer number"),
+            "{:?}",
+            carried[1].error
+        );
+
+        headers.insert(dlq_header::ATTEMPTS, "not json");
+        assert!(carried_attempts(Some(&headers)).is_empty());
+        assert!(carried_attempts(None).is_empty());
     }
 
     #[test]

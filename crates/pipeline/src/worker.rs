@@ -14,7 +14,8 @@
 //!
 //! While a handler runs, the message's `ack_wait` is extended with progress acks; a handler that
 //! exceeds `handler_timeout` is dropped and its message retried; a handler that panics has its
-//! message retried, and dead-lettered as `poison_message` on the last delivery.
+//! message retried, and dead-lettered as `poison_message` on the last delivery. A dead letter
+//! lists the failed attempts this worker saw, after those a redriven message carried.
 //!
 //! A pull error (a missed heartbeat, a lost connection, a deleted consumer) is logged and
 //! counted, and the loop pauses with a growing backoff and goes on: it never ends by itself.
@@ -45,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::PullConfig;
-use crate::dead_letter::{Attempt, DeadLetter, DeadLetterPublisher, ReasonKind};
+use crate::dead_letter::{self, Attempt, DeadLetter, DeadLetterPublisher, ReasonKind};
 use crate::message::{HeaderError, MessageMeta, TraceContext, header};
 use crate::names::Stage;
 use crate::retry::Backoff;
@@ -534,6 +535,10 @@ impl<H: Handler> Shared<H> {
 
     async fn dead_letter(&self, delivery: &Delivery, kind: ReasonKind, reason: String) {
         let stream_seq = delivery.stream_sequence;
+        // A redriven message brings the history of its earlier dead letter; this worker's own
+        // attempts come after it.
+        let mut attempts = dead_letter::carried_attempts(delivery.headers());
+        attempts.extend(self.forget_attempts(stream_seq));
         let dead_letter = DeadLetter {
             stage: self.stage,
             reason_kind: kind,
@@ -546,7 +551,7 @@ impl<H: Handler> Shared<H> {
             trace: delivery.trace(),
             original_headers: delivery.headers().cloned().unwrap_or_default(),
             payload: delivery.payload().clone(),
-            attempts: self.forget_attempts(stream_seq),
+            attempts,
             at: Utc::now(),
         };
 

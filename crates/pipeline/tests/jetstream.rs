@@ -417,6 +417,82 @@ async fn a_message_failing_every_delivery_ends_as_one_dead_letter_with_its_histo
     assert_eq!(attempts, [1, 2]);
 }
 
+#[tokio::test]
+async fn a_redriven_message_that_fails_again_returns_to_the_dead_letters_with_its_history() {
+    let server = NatsServer::start();
+    let topology = topology(&server).await;
+    let (calls, mut events) = mpsc::unbounded_channel();
+    let handler = Scripted {
+        calls,
+        answer: |_| Outcome::retry("gateway 503"),
+    };
+    let (shutdown, run) = start_worker(&topology, &pull_config(), handler);
+    let dlq = topology
+        .jetstream
+        .get_stream("BRIDGE_DLQ")
+        .await
+        .expect("dlq");
+
+    topology
+        .publisher()
+        .publish(order("12", "1"))
+        .await
+        .expect("publish");
+    eventually("the first dead letter", || async {
+        stream_messages(&topology.jetstream, "BRIDGE_DLQ").await == 1
+    })
+    .await;
+    let stored = dlq.get_raw_message(1).await.expect("first dead letter");
+    let first = DeadLetter::from_message(&stored.headers, stored.payload).expect("parse");
+
+    // What `bridge dlq redrive` sends: the original headers under a fresh id, the history, and
+    // a redrive count of its own.
+    let mut headers = first.original_headers.clone();
+    headers.insert(header::MSG_ID, "redrive:1:12");
+    headers.insert(
+        pipeline::dead_letter::dlq_header::ATTEMPTS,
+        first.history_header(),
+    );
+    headers.insert("bridge_redrive_count", "1");
+    let redriven = message::OutgoingMessage {
+        subject: "bridge.orders.raw".to_owned(),
+        headers,
+        payload: first.payload.clone(),
+    };
+    topology
+        .publisher()
+        .publish(redriven)
+        .await
+        .expect("redrive");
+    eventually("the second dead letter", || async {
+        stream_messages(&topology.jetstream, "BRIDGE_DLQ").await == 2
+    })
+    .await;
+    settled(&topology.transformer, 2).await;
+    stop(shutdown, run).await;
+    while events.try_recv().is_ok() {}
+
+    let stored = dlq.get_raw_message(2).await.expect("second dead letter");
+    let second = DeadLetter::from_message(&stored.headers, stored.payload).expect("parse");
+    assert_eq!(second.source_sequence, Some(2));
+    assert_eq!(second.payload, first.payload);
+    let delivered: Vec<i64> = second.attempts.iter().map(|a| a.delivered).collect();
+    assert_eq!(
+        delivered,
+        [1, 2, 3, 1, 2],
+        "first life, its dead letter, second life"
+    );
+    assert_eq!(second.attempts[2].at, first.at);
+    assert_eq!(
+        second.attempts[2].error,
+        "max_deliveries: gave up after 3 deliveries: gateway 503"
+    );
+    let count = second.original_headers.get("bridge_redrive_count");
+    assert_eq!(count.map(|v| v.as_str()), Some("1"));
+    let stored_count = stored.headers.get("bridge_redrive_count");
+    assert_eq!(stored_count.map(|v| v.as_str()), Some("1"));
+}
+
 /// Panics on the first delivery, acknowledges the second.
 struct PanicsOnce {
     calls: AtomicUsize,
