@@ -362,6 +362,11 @@ impl DeadLetterPublisher {
             .publish(dead_letter.to_message(&self.names))
             .await
     }
+
+    /// The names its subjects come from.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
 }
 
 /// The failed attempts a message carries from an earlier dead letter (a redriven message does, in

@@ -43,7 +43,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, Span, debug, error, info, warn};
 
 use crate::config::PullConfig;
 use crate::dead_letter::{self, Attempt, DeadLetter, DeadLetterPublisher, ReasonKind};
@@ -539,7 +539,7 @@ impl<H: Handler> Shared<H> {
         // attempts come after it.
         let mut attempts = dead_letter::carried_attempts(delivery.headers());
         attempts.extend(self.forget_attempts(stream_seq));
-        let dead_letter = DeadLetter {
+        let mut dead_letter = DeadLetter {
             stage: self.stage,
             reason_kind: kind,
             reason,
@@ -554,9 +554,49 @@ impl<H: Handler> Shared<H> {
             attempts,
             at: Utc::now(),
         };
+        let span = self.dead_letter_span(delivery, &mut dead_letter);
+        self.publish_dead_letter(delivery, &dead_letter, kind)
+            .instrument(span)
+            .await
+    }
 
+    /// The producer span of a dead letter's publication, in the message's trace: a child of the
+    /// context the message carries, since the handler's own span has ended by now. The dead
+    /// letter then carries this span's context, so a redrive continues the trace from it.
+    fn dead_letter_span(&self, delivery: &Delivery, dead_letter: &mut DeadLetter) -> Span {
+        let outgoing = dead_letter.to_message(self.dead_letters.names());
+        let span = telemetry::producer_span!(
+            "publish dead letter",
+            destination = outgoing.subject.as_str(),
+            message_id = outgoing.msg_id().unwrap_or_default(),
+            stockout_no = dead_letter.stockout_no.as_deref().unwrap_or_default(),
+            billno = tracing::field::Empty,
+            messaging.nats.message.delivery_count = telemetry::span::as_i64(delivery.delivered),
+            dlq.stage = self.stage.as_str(),
+            dlq.reason_kind = dead_letter.reason_kind.as_str()
+        );
+        if let Some(headers) = delivery.headers() {
+            telemetry::propagation::set_parent_from_headers(&span, headers);
+        }
+        let own = TraceContext::from_headers(Some(&telemetry::propagation::headers_for(&span)));
+        // Without the OpenTelemetry layer the span has no context; the message's is kept then.
+        if own.traceparent.is_some() {
+            dead_letter.trace = own;
+        }
+        span
+    }
+
+    /// Publishes a dead letter and terminates its message once the dead-letter stream holds it;
+    /// naks the message when it cannot be stored.
+    async fn publish_dead_letter(
+        &self,
+        delivery: &Delivery,
+        dead_letter: &DeadLetter,
+        kind: ReasonKind,
+    ) {
+        let stream_seq = delivery.stream_sequence;
         let mut pause = Backoff::new(Duration::from_millis(500), Duration::from_secs(2));
-        let mut published = self.dead_letters.publish(&dead_letter).await;
+        let mut published = self.dead_letters.publish(dead_letter).await;
         for _ in 1..DEAD_LETTER_TRIES {
             let Err(err) = &published else { break };
             warn!(
@@ -566,7 +606,7 @@ impl<H: Handler> Shared<H> {
                 "Dead letter publish failed; trying again"
             );
             tokio::time::sleep(pause.next_delay()).await;
-            published = self.dead_letters.publish(&dead_letter).await;
+            published = self.dead_letters.publish(dead_letter).await;
         }
         if let Err(err) = published {
             // Without a stored dead letter the message must not be terminated; a nak brings it
