@@ -9,7 +9,8 @@
 //! the bill id and number, the payload's hash, the order's `modified`, when it was loaded),
 //! creates, modifies or skips the bill, and records what it did before the message is acked.
 //! Beside the work it serves `/metrics`, `/healthz` and `/readyz` (checks `nats`, `consumer`,
-//! `xingchen`) and writes a heartbeat to the workers bucket ([`heartbeat`]).
+//! `xingchen`), writes a heartbeat to the workers bucket ([`heartbeat`]) and keeps the consumer's
+//! backlog gauges (pending, ack pending) as JetStream reports them.
 //!
 //! The bill's content is the transformer's; the consumer loop, the ledger's storage and the
 //! dead-letter format are [`pipeline`]'s; the HTTP calls are [`xingchen`]'s.
@@ -27,13 +28,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::connection::State;
+use async_nats::jetstream::consumer::PullConsumer;
 use pipeline::ledger::Ledger;
 use pipeline::retry::Backoff;
 use pipeline::worker::{RunReport, Worker};
 use pipeline::{Stage, Topology};
 use telemetry::health::{HealthServer, Readiness};
+use telemetry::metrics::{self, Consumer};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::LoaderConfig;
 pub use load::{Incoming, LoadError, Loaded, Loader, XINGCHEN_CHECK};
@@ -148,10 +151,16 @@ async fn serve(
         Arc::clone(&stats),
         beating.clone(),
     ));
+    let backlog = tokio::spawn(watch_backlog(
+        topology.loader.clone(),
+        config.heartbeat_interval,
+        beating.clone(),
+    ));
     let report = worker.run(shutdown.clone()).await;
     readiness.set(CONSUMER_CHECK, false);
     beating.cancel();
     let _ = heartbeat.await;
+    let _ = backlog.await;
 
     Ok(LoadReport {
         worker: report,
@@ -230,6 +239,25 @@ async fn watch_connection(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
+        }
+    }
+}
+
+/// Sets the consumer's backlog gauges from JetStream every `interval` until `stop` is cancelled.
+async fn watch_backlog(mut consumer: PullConsumer, interval: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match consumer.info().await {
+            Ok(info) => metrics::consumer_backlog(
+                Consumer::Loader,
+                info.num_pending,
+                u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
+            ),
+            Err(error) => debug!(error = %error, "Consumer info unavailable"),
         }
     }
 }
