@@ -34,7 +34,7 @@ use scheme::{BillDraft, Scheme};
 use serde_json::Value;
 use telemetry::metrics::{self, DeadLetterReason};
 use tracing::field::Empty;
-use tracing::{Instrument, Span, debug, error, info};
+use tracing::{Instrument, Span, debug, error, info, warn};
 
 use crate::problems;
 use crate::resolve::{LookupError, Resolver};
@@ -235,7 +235,16 @@ impl Handler for TransformHandler {
             });
         }
 
-        let outcome = self.process(delivery).instrument(span).await;
+        let outcome = self.process(delivery).instrument(span.clone()).await;
+        if let Outcome::Retry { error, .. } = &outcome {
+            // The worker naks it; the event keeps the retry in the order's trace as well.
+            span.in_scope(|| {
+                warn!(
+                    error = error.as_str(),
+                    "Order not transformed; it will be retried"
+                )
+            });
+        }
         self.count(&outcome, delivery.delivered());
         outcome
     }

@@ -32,6 +32,7 @@ use pipeline::worker::{RunReport, Worker};
 use pipeline::{Stage, Topology};
 use scheme::Scheme;
 use telemetry::health::{HealthServer, Readiness};
+use telemetry::metrics::{self, ApiEndpoint, ApiOutcome};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -241,10 +242,13 @@ async fn ensure_topology(
 async fn check_xingchen(client: xingchen::Client, readiness: Readiness, stop: CancellationToken) {
     let mut pause = Backoff::new(Duration::from_secs(1), MAX_START_RETRY_DELAY);
     loop {
+        let started = std::time::Instant::now();
         let attempt = tokio::select! {
             _ = stop.cancelled() => return,
             attempt = client.authorize() => attempt,
         };
+        let outcome = ApiOutcome::of(&attempt, xingchen::Error::is_transient);
+        metrics::api_call(ApiEndpoint::XingchenAuthorize, outcome, started.elapsed());
         match attempt {
             Ok(_) => {
                 readiness.set("xingchen", true);
