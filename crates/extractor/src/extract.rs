@@ -16,13 +16,14 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pipeline::Names;
 use pipeline::dead_letter::{DeadLetter, DeadLetterPublisher};
 use pipeline::message::{OutgoingMessage, TraceContext};
 use pipeline::publisher::{PublishError, Publisher};
+use telemetry::metrics::{self, ApiEndpoint, ApiOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::{Instrument, Span, debug, info};
@@ -81,6 +82,18 @@ pub struct Extraction {
     page_size: usize,
     in_flight: usize,
     stats: Arc<Stats>,
+}
+
+/// Counts one page read as one call to WDT, taking as long as the reader took to hand the page
+/// over: the client's retries are inside it, so this is the wait the extractor saw. The outcome
+/// is that of the error the page ended with, if any.
+fn record_page_call(page: &[Result<StockoutOrder, WdtError>], elapsed: Duration) {
+    let outcome = match page.iter().find_map(|item| item.as_ref().err()) {
+        None => ApiOutcome::Ok,
+        Some(error) if error.is_transient() => ApiOutcome::TransientError,
+        Some(_) => ApiOutcome::PermanentError,
+    };
+    metrics::api_call(ApiEndpoint::WdtStockoutQuery, outcome, elapsed);
 }
 
 /// A page's orders, ready to publish, with the spans that wait for their acknowledgements.
@@ -169,9 +182,11 @@ impl Extraction {
                 window = %text,
                 orders = Empty
             );
+            let page_started = Instant::now();
             let Some(page) = pages.next().instrument(page_span.clone()).await else {
                 break;
             };
+            record_page_call(&page, page_started.elapsed());
             page_span.record("orders", telemetry::span::as_i64(page.len()));
             let (batch, failure) = self.prepare(page, &window, &page_span);
             let published = self

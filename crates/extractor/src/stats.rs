@@ -6,7 +6,7 @@
 //! letters, the lag); telemetry has none yet for publish outcomes and window outcomes, so this
 //! module records `bridge_extractor_orders_published_total{result}` and
 //! `bridge_extractor_windows_total{outcome}` itself, with fixed label values. WDT calls are
-//! counted by no one yet: the client in the `wdt` crate is the only place that sees each one.
+//! counted per page read, where [`crate::extract`] times them.
 
 use std::ops::AddAssign;
 use std::sync::Mutex;
