@@ -4,6 +4,7 @@
 //! Each command group lives in its own module; this file only parses the command line, sets up
 //! logging and dispatches.
 
+mod bench_cmd;
 mod masterdata_cmd;
 mod scheme_cmd;
 mod wdt_cmd;
@@ -34,6 +35,8 @@ enum Command {
     /// Refresh the transformer's master-data cache from 金蝶云星辰.
     #[command(subcommand)]
     Masterdata(masterdata_cmd::MasterdataCommand),
+    /// Measure throughput, goodput, latency and memory against a private nats-server.
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[tokio::main]
@@ -44,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Scheme(command) => scheme_cmd::run(command).await,
         Command::Xingchen(cmd) => xingchen_cmd::run(cmd).await,
         Command::Masterdata(command) => masterdata_cmd::run(command).await,
+        Command::Bench(args) => bench_cmd::run(args).await,
     }
 }
