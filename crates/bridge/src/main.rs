@@ -5,7 +5,9 @@
 //! logging and dispatches.
 
 mod bench_cmd;
+mod demo_cmd;
 mod masterdata_cmd;
+mod probe_cmd;
 mod scheme_cmd;
 mod wdt_cmd;
 mod xingchen_cmd;
@@ -47,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Scheme(command) => scheme_cmd::run(command).await,
         Command::Xingchen(cmd) => xingchen_cmd::run(cmd).await,
         Command::Masterdata(command) => masterdata_cmd::run(command).await,
+        Command::Demo(args) => demo_cmd::run(args).await,
+        Command::Probe(args) => probe_cmd::run(args).await,
         Command::Bench(args) => bench_cmd::run(args).await,
     }
 }
