@@ -25,6 +25,6 @@ pub use bill::{BILL_LIST_PATH, SAVE_PATH};
 pub use client::Client;
 pub use config::{DEFAULT_API_URL, Secret, XingchenConfig};
 pub use error::{Error, Result};
-pub use limit::{LocalRateLimit, RateLimit};
+pub use limit::{LocalRateLimit, RateLimit, RateLimitFn};
 pub use masterdata::MasterData;
 pub use model::{Bill, BillLine, Customer, FoundBill, Material, SavedBill, Store};

@@ -1,9 +1,10 @@
 //! The client's own brake on request rate, so that a burst of bills does not earn HTTP 429s.
 //!
-//! [`RateLimit`] is the seam: today [`LocalRateLimit`] counts this process's requests only; a later
-//! limiter can share one budget among every replica (for instance through a JetStream KV bucket)
-//! and be handed to [`crate::Client::with_rate_limit`]. Bounding requests in flight is left to the
-//! client's semaphore.
+//! [`RateLimit`] is the seam: [`LocalRateLimit`] counts this process's requests only, while
+//! [`RateLimitFn`] waits on any function's future, which is how the pipeline's budget shared by
+//! every replica (`pipeline::budget::SharedBudget`, kept in JetStream KV) reaches
+//! [`crate::Client::with_rate_limit`] without either crate depending on the other. Bounding
+//! requests in flight is left to the client's semaphore.
 
 use std::num::NonZeroU32;
 
@@ -37,6 +38,39 @@ impl RateLimit for LocalRateLimit {
     }
 }
 
+/// A limit that waits, before each request, on the future its function returns.
+///
+/// ```text
+/// let limit = RateLimitFn::new(move || budget.acquire_owned());
+/// let client = Client::with_rate_limit(config, Arc::new(limit))?;
+/// ```
+pub struct RateLimitFn<F>(F);
+
+impl<F> RateLimitFn<F>
+where
+    F: Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    /// A limit that asks `acquire` for every permission.
+    pub fn new(acquire: F) -> RateLimitFn<F> {
+        RateLimitFn(acquire)
+    }
+}
+
+impl<F> RateLimit for RateLimitFn<F>
+where
+    F: Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    fn acquire(&self) -> BoxFuture<'_, ()> {
+        (self.0)()
+    }
+}
+
+impl<F> std::fmt::Debug for RateLimitFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitFn").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for LocalRateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalRateLimit").finish_non_exhaustive()
@@ -47,6 +81,23 @@ impl std::fmt::Debug for LocalRateLimit {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_function_limit_is_asked_once_per_permission() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&asked);
+        let limit: Arc<dyn RateLimit> = Arc::new(RateLimitFn::new(move || {
+            let counter = Arc::clone(&counter);
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        }));
+        limit.acquire().await;
+        limit.acquire().await;
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
 
     #[tokio::test]
     async fn a_burst_beyond_the_budget_waits() {
