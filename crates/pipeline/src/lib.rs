@@ -1,5 +1,6 @@
 //! What the bridge's workers share: names, configuration, connection, topology, messages, the
-//! stores in KV, dead letters, publishing, the consumer loop and shutdown.
+//! stores in KV, dead letters, publishing, the consumer loop, shutdown and the 星辰 request
+//! budget every replica shares ([`budget`]).
 //!
 //! The three workers (`extractor`, `transformer`, `loader`) stay thin by building on this crate:
 //! they parse their flags into [`config`] structs, [`connect()`] to NATS, call
@@ -8,6 +9,7 @@
 //! [`worker::Worker`] (the transformer and the loader). What a stage does with a message (WDT
 //! calls, the mapping scheme, 星辰 calls, tracing export) is left to the crates of those stages.
 
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod cursor;
@@ -24,6 +26,7 @@ pub mod shutdown;
 pub mod topology;
 pub mod worker;
 
+pub use budget::{BudgetConfig, SharedBudget};
 pub use config::{NatsConfig, PullConfig, TopologyConfig};
 pub use connect::connect;
 pub use kv::{StoreError, Versioned};

@@ -10,7 +10,8 @@
 //! | bill payloads: stream, subject | `BRIDGE_BILLS`, `bridge.bills` |
 //! | dead letters: stream, subjects | `BRIDGE_DLQ`, `bridge.dlq.>` (`bridge.dlq.transform`, …) |
 //! | durable pull consumers | `transformer` on raw orders, `loader` on bills |
-//! | KV buckets | `bridge_cursor`, `bridge_masterdata`, `bridge_ledger`, `bridge_workers` |
+//! | KV buckets of the stores | `bridge_cursor`, `bridge_masterdata`, `bridge_ledger` |
+//! | KV buckets of heartbeats and the budget | `bridge_workers`, `bridge_budget` |
 //!
 //! Creating these things is left to [`crate::topology`]; this module only spells them.
 
@@ -187,6 +188,11 @@ impl Names {
         self.bucket("workers")
     }
 
+    /// The bucket holding the shared 星辰 request budget, `bridge_budget`.
+    pub fn budget_bucket(&self) -> String {
+        self.bucket("budget")
+    }
+
     fn stream(&self, word: &str) -> String {
         // Stream names may not hold dots; the prefix has none, and upper case sets streams apart
         // from subjects when an operator reads `nats stream ls`.
@@ -225,6 +231,7 @@ mod tests {
         assert_eq!(names.masterdata_bucket(), "bridge_masterdata");
         assert_eq!(names.ledger_bucket(), "bridge_ledger");
         assert_eq!(names.workers_bucket(), "bridge_workers");
+        assert_eq!(names.budget_bucket(), "bridge_budget");
         assert_eq!(
             names.consumed_by(Stage::Load),
             Some(("BRIDGE_BILLS".to_owned(), LOADER_CONSUMER))

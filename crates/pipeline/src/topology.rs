@@ -15,8 +15,9 @@
 //!   carry no server-side backoff: JetStream would then replace `ack_wait` by its first step, and
 //!   nak delays are the worker's to choose ([`crate::PullConfig::backoff`]);
 //! * buckets `bridge_cursor` (history 10), `bridge_masterdata` (entries expire after
-//!   `masterdata_max_age`), `bridge_ledger` (history 5, never expires) and `bridge_workers`
-//!   (heartbeats, expire after a minute).
+//!   `masterdata_max_age`), `bridge_ledger` (history 5, never expires), `bridge_workers`
+//!   (heartbeats, expire after a minute) and `bridge_budget` (the shared 星辰 request budget,
+//!   history 1, file storage so that a restarted server does not refill every bucket).
 //!
 //! Every stream and bucket has `replicas` copies. What goes into them is left to the modules
 //! that own each one.
@@ -121,6 +122,8 @@ pub struct Topology {
     pub ledger: kv::Store,
     /// The worker heartbeat bucket.
     pub workers: kv::Store,
+    /// The shared request budget's bucket ([`crate::budget`]).
+    pub budget: kv::Store,
 }
 
 impl Topology {
@@ -203,6 +206,7 @@ pub async fn ensure_topology(
         )
         .await?,
         workers: ensure_bucket(jetstream, workers_bucket(config, &names)).await?,
+        budget: ensure_bucket(jetstream, bucket(config, names.budget_bucket(), 1)).await?,
         names,
         jetstream: jetstream.clone(),
         transformer,
