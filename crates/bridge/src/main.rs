@@ -6,9 +6,14 @@
 
 mod bench_cmd;
 mod demo_cmd;
+mod dlq_cmd;
 mod masterdata_cmd;
 mod probe_cmd;
+mod reconcile_cmd;
+mod replay_cmd;
 mod scheme_cmd;
+mod status_cmd;
+mod trace_cmd;
 mod wdt_cmd;
 mod xingchen_cmd;
 
@@ -37,8 +42,23 @@ enum Command {
     /// Refresh the transformer's master-data cache from 金蝶云星辰.
     #[command(subcommand)]
     Masterdata(masterdata_cmd::MasterdataCommand),
+    /// Run the whole pipeline locally against the simulators, with no Docker and no credentials.
+    Demo(demo_cmd::DemoArgs),
+    /// Exit 0 when a URL answers HTTP 200: the containers' health check.
+    Probe(probe_cmd::ProbeArgs),
     /// Measure throughput, goodput, latency and memory against a private nats-server.
     Bench(bench_cmd::BenchArgs),
+    /// Show streams, consumers, dead letters, the cursor, the ledger and the live workers.
+    Status(Box<status_cmd::StatusArgs>),
+    /// Feed stored raw orders (or bills) into their stage again.
+    Replay(Box<replay_cmd::ReplayArgs>),
+    /// List, show, redrive or purge dead letters.
+    #[command(subcommand)]
+    Dlq(dlq_cmd::DlqCommand),
+    /// Compare a WDT window with the ledger (and 星辰), naming every order that is off.
+    Reconcile(Box<reconcile_cmd::ReconcileArgs>),
+    /// Print the trace ids an order left in the streams, with Jaeger links.
+    Trace(Box<trace_cmd::TraceArgs>),
 }
 
 #[tokio::main]
@@ -52,5 +72,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo_cmd::run(args).await,
         Command::Probe(args) => probe_cmd::run(args).await,
         Command::Bench(args) => bench_cmd::run(args).await,
+        Command::Status(args) => status_cmd::run(*args).await,
+        Command::Replay(args) => replay_cmd::run(*args).await,
+        Command::Dlq(command) => dlq_cmd::run(command).await,
+        Command::Reconcile(args) => reconcile_cmd::run(*args).await,
+        Command::Trace(args) => trace_cmd::run(*args).await,
     }
 }
