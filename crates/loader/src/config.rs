@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use pipeline::{NatsConfig, PullConfig, TopologyConfig};
+use pipeline::{BudgetConfig, NatsConfig, PullConfig, TopologyConfig};
 use telemetry::TelemetryConfig;
 use xingchen::XingchenConfig;
 
@@ -40,6 +40,10 @@ pub struct LoaderConfig {
     #[command(flatten)]
     pub xingchen: XingchenConfig,
 
+    /// How the account set's request budget is shared with every other process.
+    #[command(flatten)]
+    pub budget: BudgetConfig,
+
     /// Logs, traces and the metrics address.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
@@ -62,6 +66,7 @@ impl LoaderConfig {
             topology: TopologyConfig::default(),
             pull: PullConfig::default(),
             xingchen,
+            budget: BudgetConfig::default(),
             telemetry: TelemetryConfig::default(),
             instance_id: None,
             heartbeat_interval: humantime::parse_duration(DEFAULT_HEARTBEAT_INTERVAL)
@@ -77,6 +82,7 @@ impl LoaderConfig {
         self.xingchen
             .validate()
             .map_err(|problem| anyhow::anyhow!("invalid xingchen configuration: {problem}"))?;
+        self.budget.validate(self.xingchen.requests_per_minute)?;
         // The workers bucket forgets a heartbeat after a minute; a slower beat would flicker.
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_secs(30) {
             anyhow::bail!("invalid configuration heartbeat_interval: must be from 1ms to 30s");

@@ -126,7 +126,8 @@ async fn serve(
     let Some(topology) = ensure_topology(&jetstream, config, shutdown).await? else {
         return Ok(LoadReport::default());
     };
-    let xingchen = xingchen::Client::new(config.xingchen.clone()).context("build 星辰 client")?;
+    let xingchen = budgeted_client(&config.xingchen, &config.budget, &topology)
+        .context("build 星辰 client")?;
     if !authorize(&xingchen, readiness, shutdown).await {
         return Ok(LoadReport::default());
     }
@@ -264,4 +265,24 @@ async fn watch_backlog(mut consumer: PullConsumer, interval: Duration, stop: Can
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The 星辰 client, spending the account set's request budget that every replica of every
+/// worker shares through JetStream KV, so adding a replica never adds 429s.
+fn budgeted_client(
+    xingchen_config: &xingchen::XingchenConfig,
+    budget_config: &pipeline::BudgetConfig,
+    topology: &pipeline::Topology,
+) -> anyhow::Result<xingchen::Client> {
+    let budget = pipeline::SharedBudget::start(
+        topology.budget.clone(),
+        &xingchen_config.budget_key(),
+        xingchen_config.requests_per_minute,
+        budget_config,
+    )?;
+    let limit = xingchen::RateLimitFn::new(move || budget.acquire_owned());
+    Ok(xingchen::Client::with_rate_limit(
+        xingchen_config.clone(),
+        std::sync::Arc::new(limit),
+    )?)
 }

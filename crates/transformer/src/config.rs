@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pipeline::{NatsConfig, PullConfig, TopologyConfig};
+use pipeline::{BudgetConfig, NatsConfig, PullConfig, TopologyConfig};
 use telemetry::TelemetryConfig;
 use xingchen::XingchenConfig;
 
@@ -42,6 +42,10 @@ pub struct TransformerConfig {
     /// The 星辰 client that resolves master data the cache does not hold.
     #[command(flatten)]
     pub xingchen: XingchenConfig,
+
+    /// How the account set's request budget is shared with every other process.
+    #[command(flatten)]
+    pub budget: BudgetConfig,
 
     /// Logs, traces, metrics and the health server's address.
     #[command(flatten)]
@@ -99,6 +103,7 @@ impl TransformerConfig {
             topology: TopologyConfig::default(),
             pull: PullConfig::default(),
             xingchen,
+            budget: BudgetConfig::default(),
             telemetry: TelemetryConfig::default(),
             scheme: None,
             miss_ttl: humantime_default(DEFAULT_MISS_TTL),
@@ -123,6 +128,9 @@ impl TransformerConfig {
         self.xingchen
             .validate()
             .map_err(|e| shared("xingchen", e))?;
+        self.budget
+            .validate(self.xingchen.requests_per_minute)
+            .map_err(|e| shared("budget", e.to_string()))?;
         if self.lookup_concurrency == 0 {
             return Err(shared("lookup_concurrency", "must be at least 1".into()));
         }

@@ -98,8 +98,8 @@ impl Transformer {
         readiness.set("nats", true);
         let jetstream = async_nats::jetstream::new(client.clone());
         let topology = ensure_topology(&jetstream, &config).await?;
-        let xingchen =
-            xingchen::Client::new(config.xingchen.clone()).context("configure the 星辰 client")?;
+        let xingchen = budgeted_client(&config.xingchen, &config.budget, &topology)
+            .context("configure the 星辰 client")?;
 
         let cache = MasterDataCache::new(topology.masterdata.clone(), config.miss_ttl);
         let resolver = Resolver::new(cache, xingchen.clone(), config.lookup_concurrency);
@@ -270,4 +270,24 @@ async fn check_xingchen(client: xingchen::Client, readiness: Readiness, stop: Ca
             }
         }
     }
+}
+
+/// The 星辰 client, spending the account set's request budget that every replica of every
+/// worker shares through JetStream KV, so adding a replica never adds 429s.
+fn budgeted_client(
+    xingchen_config: &xingchen::XingchenConfig,
+    budget_config: &pipeline::BudgetConfig,
+    topology: &pipeline::Topology,
+) -> anyhow::Result<xingchen::Client> {
+    let budget = pipeline::SharedBudget::start(
+        topology.budget.clone(),
+        &xingchen_config.budget_key(),
+        xingchen_config.requests_per_minute,
+        budget_config,
+    )?;
+    let limit = xingchen::RateLimitFn::new(move || budget.acquire_owned());
+    Ok(xingchen::Client::with_rate_limit(
+        xingchen_config.clone(),
+        std::sync::Arc::new(limit),
+    )?)
 }

@@ -139,7 +139,8 @@ impl Client {
 
     /// Sends one signed request and returns the body of a 2xx answer.
     pub(crate) async fn send(&self, request: Request<'_>) -> Result<String> {
-        self.inner.rate_limit.acquire().await;
+        // The permit comes first: a budget token taken while waiting for a free slot would be
+        // spent late, bunched with later ones, and the gateway counts when requests arrive.
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self
             .inner
@@ -147,6 +148,7 @@ impl Client {
             .acquire()
             .await
             .expect("semaphore is never closed");
+        self.inner.rate_limit.acquire().await;
 
         let endpoint = request.path;
         let params: Vec<(&str, &str)> = request

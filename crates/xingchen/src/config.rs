@@ -202,6 +202,15 @@ fn human_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration
 }
 
 impl XingchenConfig {
+    /// The name of the request budget this configuration spends: the account set when it is
+    /// chosen, else the app's client id. Every process that calls 星辰 for the same account set
+    /// must derive the same name, or each would spend a whole budget of its own.
+    pub fn budget_key(&self) -> String {
+        self.account_id
+            .clone()
+            .unwrap_or_else(|| self.client_id.clone())
+    }
+
     /// A config with the given credentials and every other setting at its default.
     pub fn new(
         api_url: impl Into<String>,
