@@ -10,6 +10,8 @@
 
 pub mod process;
 
+pub mod cluster;
+
 pub mod otlp;
 
 use std::io::{BufRead, BufReader};
