@@ -95,6 +95,7 @@ pub async fn run(
     let one = phases::pipeline(binaries, plan.orders, 1, "").await?;
     report.pipeline_orders_per_s = one.orders_per_s;
     report.rss_mib = one.rss.clone();
+    report.cpu_s = one.cpu_s.clone();
 
     progress(&format!("ceiling, {} messages", plan.ceiling_messages));
     report.ceiling_msgs_per_s = ceiling::measure(

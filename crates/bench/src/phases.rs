@@ -28,6 +28,9 @@ pub struct PipelineFigures {
     pub orders_per_s: f64,
     /// Resident memory per worker binary (of the first replica).
     pub rss: BTreeMap<String, Rss>,
+    /// CPU seconds per process over the run: each worker (first replica), `nats-server`, and
+    /// `simulators` (this process, which serves both simulators).
+    pub cpu_s: BTreeMap<String, f64>,
     /// Mean payload of a raw order, in bytes.
     pub raw_payload_bytes: usize,
     /// Mean payload of a bill, in bytes.
@@ -53,16 +56,22 @@ pub async fn pipeline(
     }
     wait_pulling(&rig, replicas).await?;
 
+    let nats_pid = crate::rig::nats_server_pid(rig.nats.store_dir());
+    let cpu_before = cpu_of(nats_pid);
     let (extractor, extractor_pid) = rig.spawn_backfill();
     pids.push(("extractor".into(), extractor_pid));
     let probe = MemoryProbe::start(pids.iter().map(|(_, pid)| *pid).collect());
     let timeout = timeout_for(orders);
     rig.wait_exit(extractor, timeout).await?;
     rig.wait_recorded(orders as u64, timeout).await?;
+    let cpu_after = cpu_of(nats_pid);
     let memory = probe.finish().await;
     let timings = rig.timings().await?;
     rig.stop_workers().await?;
 
+    let mut cpu_s = first_of_each(&pids, &memory, |(_, cpu)| *cpu);
+    cpu_s.insert("nats-server".into(), cpu_after.0 - cpu_before.0);
+    cpu_s.insert("simulators".into(), cpu_after.1 - cpu_before.1);
     if timings.len() < orders {
         bail!(
             "{} of {orders} orders have a bill and a record",
@@ -72,7 +81,8 @@ pub async fn pipeline(
     let raw_payload_bytes = mean_raw_order_bytes(&rig);
     Ok(PipelineFigures {
         orders_per_s: crate::rig::throughput(&timings),
-        rss: first_of_each(&pids, &memory),
+        rss: first_of_each(&pids, &memory, |(rss, _)| *rss),
+        cpu_s,
         raw_payload_bytes,
         bill_payload_bytes: rig.mean_bill_payload_bytes().await?,
     })
@@ -187,7 +197,7 @@ pub async fn extractor_peak(binaries: &Binaries, orders: usize) -> anyhow::Resul
     if raw < orders as u64 {
         bail!("the extractor published {raw} of {orders} orders");
     }
-    Ok(memory.get(&pid).map_or(0.0, |rss| rss.peak))
+    Ok(memory.get(&pid).map_or(0.0, |(rss, _)| rss.peak))
 }
 
 /// Waits until every consumer has `replicas` pull requests waiting: the workers are up.
@@ -253,13 +263,26 @@ fn mean_raw_order_bytes(rig: &Rig) -> usize {
     total / orders.len().max(1)
 }
 
-/// The memory of the first process of each binary.
-fn first_of_each(pids: &[(String, u32)], memory: &HashMap<u32, Rss>) -> BTreeMap<String, Rss> {
+/// One figure of the first process of each binary.
+fn first_of_each<T>(
+    pids: &[(String, u32)],
+    memory: &HashMap<u32, (Rss, f64)>,
+    figure: impl Fn(&(Rss, f64)) -> T,
+) -> BTreeMap<String, T> {
     let mut found = BTreeMap::new();
     for (name, pid) in pids {
-        if let Some(rss) = memory.get(pid) {
-            found.entry(name.clone()).or_insert(*rss);
+        if let Some(sampled) = memory.get(pid) {
+            found.entry(name.clone()).or_insert_with(|| figure(sampled));
         }
     }
     found
+}
+
+/// CPU seconds of `nats-server` and of this process so far.
+fn cpu_of(nats_pid: Option<u32>) -> (f64, f64) {
+    let seconds = |pid: Option<u32>| {
+        pid.and_then(crate::rig::cpu_ticks)
+            .map_or(0.0, crate::rig::ticks_to_s)
+    };
+    (seconds(nats_pid), seconds(Some(std::process::id())))
 }

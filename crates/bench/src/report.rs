@@ -91,6 +91,8 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Resident memory per worker (`extractor`, `transformer`, `loader`) in the one-replica run.
     pub rss_mib: BTreeMap<String, Rss>,
+    /// CPU seconds per process in the one-replica run (workers, `nats-server`, the simulators).
+    pub cpu_s: BTreeMap<String, f64>,
     /// The extractor's peak with the smaller window (10,000 orders in a full run).
     pub extractor_peak_mib_10k: f64,
     /// The extractor's peak with the larger window (100,000 orders in a full run).
@@ -168,6 +170,14 @@ impl Report {
                 format!("{worker} resident"),
                 format!("peak {:.1} MiB, steady {:.1} MiB", rss.peak, rss.steady),
             ));
+        }
+        if !self.cpu_s.is_empty() {
+            let cpu: Vec<String> = self
+                .cpu_s
+                .iter()
+                .map(|(name, s)| format!("{name} {s:.1}"))
+                .collect();
+            rows.push(("CPU s, 1 replica each".into(), cpu.join(", ")));
         }
         let [small, large] = self.settings.extractor_window_orders;
         rows.push((

@@ -396,6 +396,7 @@ pub struct MemoryProbe {
 struct Samples {
     peak_kib: u64,
     rss_kib: Vec<u64>,
+    cpu_ticks: u64,
 }
 
 impl MemoryProbe {
@@ -411,12 +412,16 @@ impl MemoryProbe {
         }
     }
 
-    /// Stops sampling and returns, per pid, the peak and the steady resident set in MiB.
-    pub async fn finish(self) -> HashMap<u32, crate::report::Rss> {
+    /// Stops sampling and returns, per pid, the peak and the steady resident set in MiB and the
+    /// CPU seconds it had used at the last sample.
+    pub async fn finish(self) -> HashMap<u32, (crate::report::Rss, f64)> {
         self.stop.cancel();
         let _ = self.task.await;
         let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        samples.iter().map(|(pid, s)| (*pid, s.summary())).collect()
+        samples
+            .iter()
+            .map(|(pid, s)| (*pid, (s.summary(), ticks_to_s(s.cpu_ticks))))
+            .collect()
     }
 }
 
@@ -450,6 +455,7 @@ async fn sample(
             let entry = all.entry(*pid).or_default();
             entry.peak_kib = entry.peak_kib.max(peak_kib);
             entry.rss_kib.push(rss_kib);
+            entry.cpu_ticks = cpu_ticks(*pid).unwrap_or(entry.cpu_ticks);
         }
     }
 }
@@ -459,6 +465,39 @@ pub fn read_status(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     // A zombie has no memory lines; it has exited for our purpose.
     Some((status_kib(&text, "VmHWM:")?, status_kib(&text, "VmRSS:")?))
+}
+
+/// User plus system CPU time of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) (utime, stime) are the 12th and 13th after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks to seconds; Linux reports 100 ticks a second (`USER_HZ`) on every platform it
+/// supports.
+pub fn ticks_to_s(ticks: u64) -> f64 {
+    ticks as f64 / 100.0
+}
+
+/// The pid of the `nats-server` whose configuration lives in `store_dir`.
+pub fn nats_server_pid(store_dir: &Path) -> Option<u32> {
+    let needle = store_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&needle)
+                .then_some(pid)
+        })
 }
 
 fn status_kib(status: &str, field: &str) -> Option<u64> {
@@ -519,9 +558,10 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_resident_set() {
+    fn this_process_has_a_resident_set_and_a_cpu_time() {
         let (peak, rss) = read_status(std::process::id()).expect("our own status");
         assert!(peak >= rss && rss > 0);
+        assert!(cpu_ticks(std::process::id()).is_some());
     }
 
     #[test]
