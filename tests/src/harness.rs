@@ -198,6 +198,30 @@ impl Harness {
         );
     }
 
+    /// Starts `extractor backfill` over the whole consign range without waiting for it, so that
+    /// a test can act while it runs; [`Harness::wait_exit`] waits for its end.
+    pub fn start_backfill(&mut self) -> WorkerId {
+        let args = [
+            "backfill".to_owned(),
+            "--from".to_owned(),
+            format_time(&self.from),
+            "--to".to_owned(),
+            format_time(&self.to),
+        ];
+        self.spawn("extractor", &args)
+    }
+
+    /// Waits up to `timeout` for a worker to exit and returns how it ended.
+    pub async fn wait_exit(&mut self, id: WorkerId, timeout: Duration) -> std::process::ExitStatus {
+        let worker = &mut self.workers[id.0];
+        wait_exit(&mut worker.process, &worker.name, timeout).await
+    }
+
+    /// The process id of a worker, as its heartbeat names it.
+    pub fn pid(&self, id: WorkerId) -> u32 {
+        self.workers[id.0].process.pid()
+    }
+
     fn spawn(&mut self, binary: &str, args: &[String]) -> WorkerId {
         let process = Process::spawn(binary, args, &self.env);
         self.workers.push(Worker {

