@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use e2e::{Harness, Order, WorkerId};
 use serde_json::Value;
+use simulator::xingchen::Knobs as XingchenKnobs;
 use test_support::process::{binary, eventually};
 
 /// Several days of orders.
@@ -87,6 +88,58 @@ async fn three_replicas_of_each_stage_share_5000_orders_and_a_crash_of_one_of_ea
         assert_eq!(consumer["ack_pending"], 0, "{consumer}");
     }
     assert_status_agrees(&h, &status, 4).await;
+    h.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_when_nats_server_restarts_on_its_store_and_nothing_is_lost_or_doubled() {
+    let mut h = Harness::start(22, 400, FROM, TO).await;
+    let orders = h.shipped_orders();
+    let total = orders.len() as u64;
+    // Slow saves keep the loader busy across the outage.
+    h.xingchen.state().set_knobs(XingchenKnobs {
+        latency_ms: 30,
+        ..XingchenKnobs::default()
+    });
+    h.set_env("XINGCHEN_MAX_IN_FLIGHT", "2");
+
+    let (transformer, loader) = h.start_pipeline();
+    h.backfill().await;
+    h.wait_for_bills(total / 4, SETTLE_TIMEOUT).await;
+    h.nats.stop();
+    let at_stop = h.bill_count();
+    // Restarted only once both workers saw the connection go, so each has to reconnect.
+    eventually(
+        "both workers to log the lost connection",
+        SETTLE_TIMEOUT,
+        || {
+            let noticed = [transformer, loader]
+                .iter()
+                .all(|id| h.log(*id).contains("NATS connection lost"));
+            async move { noticed.then_some(()) }
+        },
+    )
+    .await;
+    h.nats.restart();
+    assert!(
+        at_stop < total,
+        "the run ended before the outage ({at_stop} of {total})"
+    );
+
+    h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
+    assert_eq!(h.bills().len() as u64, total, "exactly one bill per order");
+    h.assert_bills_match(&orders);
+    let ledger = h.ledger_entries().await;
+    let bills = h.bills();
+    assert_eq!(ledger.len() as u64, total, "one ledger entry per order");
+    for entry in ledger.values() {
+        assert_eq!(
+            Some(entry.bill_id.as_str()),
+            bills[&entry.billno]["id"].as_str(),
+            "the ledger of {} names the bill 星辰 holds",
+            entry.billno
+        );
+    }
     h.stop_workers().await;
 }
 
