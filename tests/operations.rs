@@ -8,7 +8,7 @@
 //! the commands print with `--json`. The worker binaries and `bridge` must be built first
 //! (`scripts/test`, or `cargo build -p extractor -p transformer -p loader -p bridge`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -143,6 +143,99 @@ async fn workers_reconnect_when_nats_server_restarts_on_its_store_and_nothing_is
     h.stop_workers().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redriven_lookup_failures_load_once_their_goods_exist_and_a_second_failure_keeps_both_in_its_history()
+ {
+    let mut h = Harness::start(23, 200, FROM, TO).await;
+    let shipped = h.shipped_orders();
+    let (back, gone) = two_goods_of_separate_orders(&shipped);
+    let state = h.xingchen.state();
+    let material = state
+        .materials()
+        .into_iter()
+        .find(|m| m.number == back)
+        .expect("the material to add back");
+    assert!(state.remove_material(&back) && state.remove_material(&gone));
+    let with = |goods: &str| -> HashSet<String> {
+        shipped
+            .iter()
+            .filter(|o| goods_numbers(o).contains(goods))
+            .map(stockout_no)
+            .collect()
+    };
+    let (healed, failing) = (with(&back), with(&gone));
+    let affected = healed.len() + failing.len();
+    h.set_env("BRIDGE_HEARTBEAT_INTERVAL", "1s");
+
+    h.start_pipeline();
+    h.backfill().await;
+    let loadable = (shipped.len() - affected) as u64;
+    h.wait_until_settled(loadable, affected as u64, SETTLE_TIMEOUT)
+        .await;
+    let status = bridge_status(&h).await;
+    assert_eq!(
+        status["dead_letters"]["by_stage"]["transform"]["lookup_not_found"], affected,
+        "{}",
+        status["dead_letters"]
+    );
+    assert_status_agrees(&h, &status, 2).await;
+
+    // The goods come back, the cache learns it, and a redrive loads every order that can be.
+    h.xingchen.state().upsert_material(material);
+    bridge(&h, &["masterdata", "sync", "--json"])
+        .await
+        .ok_json();
+    let args = ["dlq", "redrive", "--reason", "lookup_not_found", "--json"];
+    let report = bridge(&h, &args).await.ok_json();
+    assert_eq!(
+        report["redriven"].as_array().map(Vec::len),
+        Some(affected),
+        "{report}"
+    );
+    let bills = loadable + healed.len() as u64;
+    h.wait_until_settled(bills, failing.len() as u64, SETTLE_TIMEOUT)
+        .await;
+    let loaded: Vec<Order> = shipped
+        .iter()
+        .filter(|o| !failing.contains(&stockout_no(o)))
+        .cloned()
+        .collect();
+    h.assert_bills_match(&loaded);
+
+    // What still fails is a dead letter again, with both failures in its history: `attempts`
+    // lists the earlier ones (the first dead letter's), its own reason the latest.
+    let listed = bridge(&h, &["dlq", "list", "--json"]).await.ok_json();
+    let listed = listed.as_array().expect("a list of dead letters");
+    let named: HashSet<String> = listed
+        .iter()
+        .map(|l| l["stockout_no"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        named, failing,
+        "the dead letters left are the orders whose goods are gone"
+    );
+    for letter in listed {
+        let seq = letter["seq"].to_string();
+        let detail = bridge(&h, &["dlq", "show", &seq, "--json"]).await.ok_json();
+        assert_eq!(detail["redrive_count"], 1, "dead letter {seq}");
+        let mut history: Vec<String> = detail["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .map(|attempt| attempt["error"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        history.push(detail["reason"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(history.len(), 2, "dead letter {seq}: {detail}");
+        for error in &history {
+            assert!(
+                error.contains(&gone),
+                "a failure of {seq} names {gone:?}: {error}"
+            );
+        }
+    }
+    assert_status_agrees(&h, &bridge_status(&h).await, 2).await;
+}
+
 /// Adds shipped orders to the 旺店通 simulator until the range holds exactly `count`; returns
 /// them.
 fn top_up_to_shipped(h: &Harness, count: usize) -> Vec<Order> {
@@ -275,4 +368,42 @@ async fn assert_status_agrees(h: &Harness, status: &Value, alive: usize) {
     );
     let alive_now = workers(status).filter(|w| w["alive"] == true).count();
     assert_eq!(alive_now, alive, "alive workers: {}", status["workers"]);
+}
+
+/// Two goods numbers, each sold in a few orders, and never in the same order.
+fn two_goods_of_separate_orders(orders: &[Order]) -> (String, String) {
+    let mut orders_with: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for order in orders {
+        for goods_no in goods_numbers(order) {
+            orders_with
+                .entry(goods_no)
+                .or_default()
+                .insert(stockout_no(order));
+        }
+    }
+    let few: Vec<(&String, &HashSet<String>)> = orders_with
+        .iter()
+        .filter(|(_, sold_in)| (2..=orders.len() / 10).contains(&sold_in.len()))
+        .collect();
+    for (i, (first, first_orders)) in few.iter().enumerate() {
+        for (second, second_orders) in &few[i + 1..] {
+            if first_orders.is_disjoint(second_orders) {
+                return ((*first).clone(), (*second).clone());
+            }
+        }
+    }
+    panic!("no two goods sold in a few separate orders");
+}
+
+fn goods_numbers(order: &Order) -> HashSet<String> {
+    order["details_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|line| line["goods_no"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn stockout_no(order: &Order) -> String {
+    order["stockout_no"].as_str().unwrap_or_default().to_owned()
 }
