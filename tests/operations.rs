@@ -9,12 +9,15 @@
 //! (`scripts/test`, or `cargo build -p extractor -p transformer -p loader -p bridge`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use e2e::{Harness, Order, WorkerId};
+use rust_decimal::Decimal;
 use serde_json::Value;
-use simulator::xingchen::Knobs as XingchenKnobs;
+use simulator::xingchen::{Knobs as XingchenKnobs, SimMaterial};
 use test_support::process::{binary, eventually};
 
 /// Several days of orders.
@@ -236,6 +239,108 @@ async fn redriven_lookup_failures_load_once_their_goods_exist_and_a_second_failu
     assert_status_agrees(&h, &bridge_status(&h).await, 2).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_modify_exactly_the_bills_a_scheme_or_master_data_change_touches_and_no_more() {
+    let mut h = Harness::start(24, 200, FROM, TO).await;
+    let orders = h.shipped_orders();
+    let total = orders.len() as u64;
+    let raw_stream = h.names().raw_orders_stream();
+    let from = whole_second(Utc::now()) - chrono::Duration::seconds(1);
+    h.start_pipeline();
+    h.backfill().await;
+    h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
+    let to = whole_second(Utc::now());
+    // Copies a replay stores must fall after `to`, so that every replay selects the backfill only.
+    eventually(
+        "the second after the backfill's to pass",
+        SETTLE_TIMEOUT,
+        || async { (Utc::now() >= to + chrono::Duration::seconds(1)).then_some(()) },
+    )
+    .await;
+    let (from, to) = (rfc3339(from), rfc3339(to));
+    let replay = ["replay", "--from", &from, "--to", &to, "--json"];
+    let raw_messages = h.stream_messages(&raw_stream).await;
+    let saves = h.saves();
+    assert_eq!(saves as u64, total);
+
+    // A dry run selects everything and re-feeds and posts nothing.
+    let dry = [&replay[..], &["--dry-run"]].concat();
+    let report = bridge(&h, &dry).await.ok_json();
+    assert_eq!(report["selected"], total, "{}", report["selected"]);
+    assert_eq!(report["replayed"], 0);
+    assert_eq!(
+        h.stream_messages(&raw_stream).await,
+        raw_messages,
+        "a dry run re-feeds nothing"
+    );
+    assert!(
+        h.drained().await,
+        "a dry run gives the transformer nothing to do"
+    );
+    assert_eq!(h.saves(), saves, "a dry run posts nothing");
+
+    // With nothing changed, a replay posts nothing.
+    let before = h.bills();
+    replay_and_settle(&h, &replay, total, saves).await;
+    assert_eq!(h.stream_messages(&raw_stream).await, raw_messages + total);
+    assert_eq!(
+        h.bills(),
+        before,
+        "a replay with no change leaves every bill as it was"
+    );
+
+    // A new cess in the scheme modifies every bill in place.
+    let scheme = scheme_with_cess_9();
+    h.stop_workers().await;
+    h.set_env("BRIDGE_SCHEME", scheme.display().to_string());
+    h.start_pipeline();
+    replay_and_settle(&h, &replay, total, saves + total as usize).await;
+    let after = h.bills();
+    assert_eq!(after.len(), before.len(), "no new bills");
+    for (billno, bill) in &after {
+        assert_eq!(bill["id"], before[billno]["id"], "{billno} keeps its id");
+        for line in lines(bill) {
+            assert_eq!(decimal(&line["cess"]), Decimal::from(9), "{billno}: {line}");
+        }
+    }
+
+    // A new base unit, synchronised, modifies exactly the bills holding that material.
+    let (material, unit_id) = material_with_a_second_unit(&h);
+    let holding: HashSet<String> = after
+        .iter()
+        .filter(|(_, bill)| lines(bill).any(|l| l["materialid_id"] == material.id.as_str()))
+        .map(|(billno, _)| billno.clone())
+        .collect();
+    assert!(
+        holding.len() >= 2,
+        "{} bills hold {}",
+        holding.len(),
+        material.number
+    );
+    h.xingchen.state().upsert_material(SimMaterial {
+        base_unit_id: unit_id.clone(),
+        ..material.clone()
+    });
+    bridge(&h, &["masterdata", "sync", "--json"])
+        .await
+        .ok_json();
+    let saves = h.saves() + holding.len();
+    replay_and_settle(&h, &replay, total, saves).await;
+    let last = h.bills();
+    for (billno, bill) in &last {
+        if !holding.contains(billno) {
+            assert_eq!(*bill, after[billno], "{billno} does not hold the material");
+            continue;
+        }
+        assert_eq!(bill["id"], after[billno]["id"], "{billno} keeps its id");
+        for line in lines(bill).filter(|l| l["materialid_id"] == material.id.as_str()) {
+            assert_eq!(line["unit_id"], unit_id.as_str(), "{billno}: {line}");
+        }
+    }
+    h.stop_workers().await;
+    let _ = std::fs::remove_file(&scheme);
+}
+
 /// Adds shipped orders to the 旺店通 simulator until the range holds exactly `count`; returns
 /// them.
 fn top_up_to_shipped(h: &Harness, count: usize) -> Vec<Order> {
@@ -406,4 +511,92 @@ fn goods_numbers(order: &Order) -> HashSet<String> {
 
 fn stockout_no(order: &Order) -> String {
     order["stockout_no"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs `bridge replay` (`args`), asserts it re-fed `count` messages, and waits until the run
+/// settles with 星辰 having received `saves` saves in all.
+async fn replay_and_settle(h: &Harness, args: &[&str], count: u64, saves: usize) {
+    let report = bridge(h, args).await.ok_json();
+    assert_eq!(
+        report["replayed"], count,
+        "replayed: {}",
+        report["selected"]
+    );
+    let bills = h.bill_count();
+    let what = format!("{saves} saves in all after the replay");
+    eventually(&what, SETTLE_TIMEOUT, || async {
+        (h.saves() >= saves && h.drained().await).then_some(())
+    })
+    .await;
+    h.wait_until_settled(bills, 0, SETTLE_TIMEOUT).await;
+    assert_eq!(h.saves(), saves, "saves after the replay");
+}
+
+/// A copy of the deployed scheme whose cess is 9 instead of 13, in a temporary file.
+fn scheme_with_cess_9() -> PathBuf {
+    let deployed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/schemes/wdt-stockout-to-xingchen-v1.toml");
+    let text = std::fs::read_to_string(&deployed).expect("read the deployed scheme");
+    let cess_13 = r#""material_entity.cess" = "13""#;
+    assert!(text.contains(cess_13), "the deployed scheme sets cess 13");
+    let path = std::env::temp_dir().join(format!("e2e-scheme-cess-9-{}.toml", std::process::id()));
+    let changed = text.replace(cess_13, r#""material_entity.cess" = "9""#);
+    std::fs::write(&path, changed).expect("write the changed scheme");
+    path
+}
+
+/// A material sold in several bills with a unit besides its base unit, and that unit's id.
+fn material_with_a_second_unit(h: &Harness) -> (SimMaterial, String) {
+    let bills = h.bills();
+    let mut sold_in: HashMap<String, usize> = HashMap::new();
+    for bill in bills.values() {
+        let ids: HashSet<String> = lines(bill)
+            .filter_map(|l| l["materialid_id"].as_str().map(str::to_owned))
+            .collect();
+        for id in ids {
+            *sold_in.entry(id).or_default() += 1;
+        }
+    }
+    let mut candidates: Vec<SimMaterial> = h
+        .xingchen
+        .state()
+        .materials()
+        .into_iter()
+        .filter(|m| m.unit_ids.len() >= 2)
+        .filter(|m| (2..=bills.len() / 10).contains(&sold_in.get(&m.id).copied().unwrap_or(0)))
+        .collect();
+    candidates.sort_by(|a, b| a.number.cmp(&b.number));
+    let material = candidates
+        .into_iter()
+        .next()
+        .expect("a material with two units in a few bills");
+    let unit = material
+        .unit_ids
+        .iter()
+        .find(|u| **u != material.base_unit_id)
+        .expect("a second unit")
+        .clone();
+    (material, unit)
+}
+
+fn lines(bill: &Value) -> impl Iterator<Item = &Value> {
+    bill["material_entity"].as_array().into_iter().flatten()
+}
+
+fn decimal(value: &Value) -> Decimal {
+    match value {
+        Value::String(text) => text.parse().unwrap_or_else(|_| panic!("a decimal: {text}")),
+        other => other
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| panic!("a decimal: {other}")),
+    }
+}
+
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).expect("zero nanoseconds is valid")
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
