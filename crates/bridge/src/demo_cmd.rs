@@ -159,7 +159,15 @@ async fn demo(
     let elapsed = started.elapsed();
     let counts = watch.sample().await;
     let dead_letters = watch.dead_letters().await;
-    print_summary(orders_read, &counts, &dead_letters, elapsed, &nats, logs);
+    print_summary(
+        orders_read,
+        &counts,
+        &dead_letters,
+        elapsed,
+        &nats,
+        logs,
+        args.keep_running,
+    );
 
     if args.keep_running && !shutdown.is_cancelled() {
         keep_running(&workers, &world, &env, logs, fleet, &nats, shutdown).await?;
@@ -247,6 +255,19 @@ struct NatsTarget {
     private: bool,
 }
 
+impl NatsTarget {
+    /// The variables an operator's command needs to reach the demo's streams.
+    fn operator_env(&self) -> String {
+        let url = self.config.redacted_url();
+        let prefix = self.names.prefix();
+        if prefix == pipeline::names::DEFAULT_PREFIX {
+            format!("NATS_URL={url}")
+        } else {
+            format!("NATS_URL={url} BRIDGE_NATS_PREFIX={prefix}")
+        }
+    }
+}
+
 async fn start_nats(args: &DemoArgs, logs: &Path, fleet: &mut Fleet) -> anyhow::Result<NatsTarget> {
     let prefix_env = std::env::var("BRIDGE_NATS_PREFIX").ok();
     if let Some(url) = &args.nats_url {
@@ -282,8 +303,15 @@ async fn start_nats(args: &DemoArgs, logs: &Path, fleet: &mut Fleet) -> anyhow::
 
 /// `NATS_SERVER_BIN`, else the first `nats-server` on `PATH`.
 fn nats_server_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
-        return Ok(PathBuf::from(path));
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN").filter(|path| !path.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "NATS_SERVER_BIN names {}, which is not a file",
+                path.display()
+            );
+        }
+        return Ok(path);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -887,6 +915,7 @@ fn print_summary(
     elapsed: Duration,
     nats: &NatsTarget,
     logs: &Path,
+    keep_running: bool,
 ) {
     let seconds = elapsed.as_secs_f64();
     println!();
@@ -925,23 +954,16 @@ fn print_summary(
              with OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318"
         ),
     }
-    let prefix = nats.names.prefix();
-    let prefix_env = if prefix == pipeline::names::DEFAULT_PREFIX {
-        String::new()
-    } else {
-        format!(" BRIDGE_NATS_PREFIX={prefix}")
-    };
-    let url = nats.config.redacted_url();
-    if nats.private {
+    if nats.private && !keep_running {
         println!(
-            "  status:  rerun with --keep-running, then `NATS_URL={url}{prefix_env} bridge status`"
+            "  operations: run again with --keep-running to try `bridge status`, `bridge dlq list` \
+             and `bridge trace <stockout_no>` on the running demo"
         );
     } else {
-        println!("  status:  `NATS_URL={url}{prefix_env} bridge status`");
+        let env = nats.operator_env();
+        println!("  operations: `{env} bridge status`, `{env} bridge dlq list`,");
+        println!("              `{env} bridge trace <stockout_no>`");
     }
-    println!(
-        "  dead letters: `bridge dlq list`, a bill's way through: `bridge trace <stockout_no>`"
-    );
 }
 
 #[cfg(test)]
