@@ -97,9 +97,9 @@ pub struct Goodput {
     pub rejections: u64,
 }
 
-/// The bills of `orders` orders, transformed first, loaded by `loaders` loaders while the 星辰
-/// simulator refuses requests beyond `per_minute` in any sliding minute; measured for
-/// `measured` after `warmup`.
+/// The bills of `orders` orders, transformed first, loaded by `loaders` loaders sharing one
+/// request budget of `per_minute` while the 星辰 simulator refuses requests beyond that in any
+/// sliding minute; measured for `measured` after `warmup`.
 pub async fn goodput(
     binaries: &Binaries,
     orders: usize,
@@ -127,8 +127,9 @@ pub async fn goodput(
     rig.xingchen
         .state()
         .update_knobs(|knobs| knobs.requests_per_minute = Some(per_minute));
-    let share_per_loader = per_minute / u32::try_from(loaders)?.max(1);
-    rig.set_env("XINGCHEN_REQUESTS_PER_MINUTE", share_per_loader.to_string());
+    // Every loader is told the account set's whole R: they spend it from the budget they share
+    // in KV (`pipeline::budget`), not each a share of its own.
+    rig.set_env("XINGCHEN_REQUESTS_PER_MINUTE", per_minute.to_string());
     let started = Instant::now();
     let started_ms = chrono::Utc::now().timestamp_millis();
     for _ in 0..loaders {
