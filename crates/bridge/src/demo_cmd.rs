@@ -923,11 +923,20 @@ fn print_summary(
     println!("orders read: {orders_read}");
     println!("bills created: {}", counts.loaded);
     println!("dead letters: {}", counts.dead_letters);
+    let mut by_reason = std::collections::BTreeMap::new();
+    for letter in dead_letters {
+        *by_reason
+            .entry(letter.reason_kind.as_str())
+            .or_insert(0_usize) += 1;
+    }
+    if !by_reason.is_empty() {
+        let kinds: Vec<String> = by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("  by reason: {}", kinds.join(", "));
+    }
     for letter in dead_letters.iter().take(LISTED_DEAD_LETTERS) {
         println!(
-            "  {} {} {}: {}",
+            "  {} {}: {}",
             letter.stage,
-            letter.reason_kind,
             letter.stockout_no.as_deref().unwrap_or("-"),
             letter.reason
         );
