@@ -31,14 +31,14 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -118,6 +118,7 @@ pub struct Delivery {
     stream: String,
     stream_sequence: u64,
     delivered: i64,
+    published: Option<DateTime<Utc>>,
 }
 
 impl Delivery {
@@ -149,6 +150,12 @@ impl Delivery {
     /// How many times it has been delivered, this time included (1 the first time).
     pub fn delivered(&self) -> i64 {
         self.delivered
+    }
+
+    /// When the stream stored it, from the message's JetStream metadata (no request to the
+    /// server); `None` only if that time cannot be represented.
+    pub fn published(&self) -> Option<DateTime<Utc>> {
+        self.published
     }
 
     /// Identity, content hash, publication time and trace context from the headers.
@@ -434,11 +441,16 @@ impl<H: Handler> Shared<H> {
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let _slot = slot;
-        let info = message
-            .info()
-            .ok()
-            .map(|i| (i.stream.to_owned(), i.stream_sequence, i.delivered));
-        let Some((stream, stream_sequence, delivered)) = info else {
+        let info = message.info().ok().map(|i| {
+            let published = stored_time(i.published);
+            (
+                i.stream.to_owned(),
+                i.stream_sequence,
+                i.delivered,
+                published,
+            )
+        });
+        let Some((stream, stream_sequence, delivered, published)) = info else {
             // Only JetStream messages reach a pull consumer; a reply subject that does not parse
             // means the server and client disagree, and no exit can be sent for it.
             WorkerStats::count(&self.stats.exit_failures);
@@ -454,6 +466,7 @@ impl<H: Handler> Shared<H> {
             stream,
             stream_sequence,
             delivered,
+            published,
         };
         let result = self.run_handler(&delivery).await;
         let exit = exit_for(result, delivery.delivered, self.max_deliver, &self.pull);
@@ -771,6 +784,17 @@ fn exit_for(result: HandlerResult, delivered: i64, max_deliver: i64, pull: &Pull
             }
         }
     }
+}
+
+/// The stored time as chrono's; `None` before 1970, which no server stores. Going through
+/// `SystemTime` works whichever time type async-nats was built with (its `chrono` feature swaps
+/// it for the whole build).
+fn stored_time(published: async_nats::datetime::DateTime) -> Option<DateTime<Utc>> {
+    let since_epoch = SystemTime::from(published)
+        .duration_since(UNIX_EPOCH)
+        .ok()?;
+    let secs = i64::try_from(since_epoch.as_secs()).ok()?;
+    DateTime::from_timestamp(secs, since_epoch.subsec_nanos())
 }
 
 fn ends_the_stream(kind: MessagesErrorKind) -> bool {

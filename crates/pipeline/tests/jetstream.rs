@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
@@ -127,6 +127,7 @@ struct Scripted {
 struct Call {
     delivered: i64,
     stream_sequence: u64,
+    published: Option<DateTime<Utc>>,
     at: Instant,
 }
 
@@ -135,6 +136,7 @@ impl Handler for Scripted {
         let call = Call {
             delivered: delivery.delivered(),
             stream_sequence: delivery.stream_sequence(),
+            published: delivery.published(),
             at: Instant::now(),
         };
         let _ = self.calls.send(call);
@@ -293,6 +295,19 @@ async fn a_retried_message_comes_back_after_its_delay_and_an_acked_one_does_not(
         waited >= Duration::from_millis(600),
         "redelivered after only {waited:?}"
     );
+
+    // Both deliveries carry the time the stream stored the message, read from their metadata.
+    let stored = topology
+        .jetstream
+        .get_stream(topology.names.raw_orders_stream())
+        .await
+        .expect("raw orders stream")
+        .get_raw_message(first.stream_sequence)
+        .await
+        .expect("stored raw order");
+    let stored_at = DateTime::<Utc>::from(SystemTime::from(stored.time));
+    assert_eq!(first.published, Some(stored_at));
+    assert_eq!(second.published, Some(stored_at));
 
     // Acknowledged: nothing pending and the ack floor past the message, so the server will
     // never deliver it again.

@@ -19,7 +19,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -57,7 +56,6 @@ pub struct TransformHandler {
     scheme: Arc<Scheme>,
     resolver: Resolver,
     publisher: Publisher,
-    jetstream: jetstream::Context,
     names: Names,
     max_deliver: i64,
     counts: Arc<HandlerCounts>,
@@ -77,8 +75,7 @@ impl TransformHandler {
         TransformHandler {
             scheme,
             resolver,
-            publisher: Publisher::new(jetstream.clone()),
-            jetstream,
+            publisher: Publisher::new(jetstream),
             names,
             max_deliver,
             counts: Arc::default(),
@@ -116,7 +113,7 @@ impl TransformHandler {
         };
         Span::current().record("billno", bill.billno());
 
-        let published_at = self.raw_published_at(delivery).await;
+        let published_at = raw_published_at(delivery);
         self.publish(delivery, &identity, &bill, published_at).await
     }
 
@@ -160,34 +157,6 @@ impl TransformHandler {
             // Nothing about the order is wrong: whatever kept the stream from storing the bill
             // (no connection, a full stream) is for a later delivery to overcome.
             Err(error) => Outcome::retry(format!("publish bill: {error}")),
-        }
-    }
-
-    /// When the raw order was published: its own `published_at` header, else the time JetStream
-    /// stored it, else now.
-    async fn raw_published_at(&self, delivery: &Delivery) -> DateTime<Utc> {
-        let stamped = delivery
-            .headers()
-            .and_then(|headers| headers.get(header::PUBLISHED_AT))
-            .and_then(|value| DateTime::parse_from_rfc3339(value.as_str()).ok());
-        if let Some(at) = stamped {
-            return at.with_timezone(&Utc);
-        }
-        // The worker's delivery does not expose the message's JetStream metadata, so the stored
-        // time is read back from the stream by sequence: one small request per message.
-        let stream = match self.jetstream.get_stream_no_info(delivery.stream()).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                debug!(error = %error, "Raw order's stream unavailable; bill stamped now");
-                return Utc::now();
-            }
-        };
-        match stream.get_raw_message(delivery.stream_sequence()).await {
-            Ok(stored) => DateTime::<Utc>::from(SystemTime::from(stored.time)),
-            Err(error) => {
-                debug!(error = %error, "Raw order's store time unavailable; bill stamped now");
-                Utc::now()
-            }
         }
     }
 
@@ -284,6 +253,19 @@ fn lookup_failed(identity: &OrderIdentity, error: LookupError) -> Outcome {
 
 /// The trace context the bill carries: the publish span's, or, when spans are not recorded
 /// (no OpenTelemetry layer), the raw order's, so the order's trace is never cut.
+/// When the raw order was published: its own `published_at` header, else the time JetStream
+/// stored it (from the delivery's metadata, no request to the server), else now.
+fn raw_published_at(delivery: &Delivery) -> DateTime<Utc> {
+    let stamped = delivery
+        .headers()
+        .and_then(|headers| headers.get(header::PUBLISHED_AT))
+        .and_then(|value| DateTime::parse_from_rfc3339(value.as_str()).ok());
+    stamped
+        .map(|at| at.with_timezone(&Utc))
+        .or_else(|| delivery.published())
+        .unwrap_or_else(Utc::now)
+}
+
 fn trace_of(span: &Span, delivery: &Delivery) -> TraceContext {
     let headers = telemetry::propagation::headers_for(span);
     let trace = TraceContext::from_headers(Some(&headers));
