@@ -9,7 +9,8 @@
 //! document every variable and hold the compose defaults, and the workers must accept it as it
 //! is. The nats-server configurations pass `nats-server -t` and sync before acknowledging; the
 //! image tag is the pinned version; the schemes load; the Dockerfile builds every binary the
-//! compose files run. When `docker-compose` is installed, it validates both files too. A file
+//! compose files run; the README's configuration reference names every variable a worker reads.
+//! When `docker-compose` is installed, it validates both files too. A file
 //! under `deploy/` that none of these checks knows fails the run, so a new one gets its check.
 //!
 //! The binaries must be built first (`scripts/test` builds the workspace).
@@ -186,6 +187,23 @@ fn the_env_example_documents_every_variable_and_holds_the_compose_defaults() {
         "the cluster compose",
     ));
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_readme_names_every_variable_a_worker_reads() {
+    let readme = read(&repo().join("README.md"));
+    let mut missing = BTreeSet::new();
+    for (bin, args) in worker_commands() {
+        for name in help(bin, args).names {
+            if !readme.contains(&format!("`{name}`")) {
+                missing.insert(name);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration reference lacks {missing:?}"
+    );
 }
 
 #[test]
