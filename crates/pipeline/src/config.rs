@@ -139,11 +139,28 @@ impl NatsConfig {
         }
     }
 
-    /// Checks that the credentials given make one coherent choice.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.url.trim().is_empty() {
+    /// The servers `url` names: one URL, or several separated by commas, as a cluster's
+    /// clients are usually given.
+    pub fn servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+        let servers = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| ConfigError::new("url", format!("{}: {e}", redact_url(part))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
             return Err(ConfigError::new("url", "must name at least one server"));
         }
+        Ok(servers)
+    }
+
+    /// Checks that the credentials given make one coherent choice.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.servers()?;
         let methods = [
             self.creds.is_some(),
             self.user.is_some(),
@@ -521,6 +538,18 @@ pub mod duration_list_text {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_comma_separated_url_names_every_server_of_a_cluster() {
+        let config = NatsConfig::for_url("nats://a:4222, nats://b:4223,nats://c:4224");
+        let servers = config.servers().unwrap();
+        let ports: Vec<u16> = servers.iter().map(async_nats::ServerAddr::port).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+
+        let bad = NatsConfig::for_url("nats://a:4222,nats://b:notaport").validate();
+        assert_eq!(bad.unwrap_err().field, "url");
+        assert!(NatsConfig::for_url(" , ").validate().is_err());
+    }
 
     #[derive(Parser)]
     struct Flags {

@@ -59,7 +59,7 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, ConnectError> {
     let mut pause = Backoff::new(Duration::from_millis(100), MAX_RECONNECT_DELAY);
     let mut attempt: u64 = 1;
     loop {
-        match options(config).await?.connect(config.url.as_str()).await {
+        match options(config).await?.connect(config.servers()?).await {
             Ok(client) => {
                 info!(url, attempt, "Connected to NATS");
                 return Ok(client);
