@@ -22,15 +22,22 @@ use futures::StreamExt;
 use pipeline::Names;
 use pipeline::dead_letter::{DeadLetter, DeadLetterPublisher};
 use pipeline::message::{OutgoingMessage, TraceContext};
-use pipeline::publisher::{PublishError, Publisher};
+use pipeline::publisher::{PublishError, PublishSummary, Publisher};
+use pipeline::retry::Backoff;
 use telemetry::metrics::{self, ApiEndpoint, ApiOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
-use tracing::{Instrument, Span, debug, info};
+use tracing::{Instrument, Span, debug, info, warn};
 use wdt::{ReadFilter, StockoutOrder, WdtError, WdtTime, Window, WindowReader};
 
 use crate::order::{self, Prepared, SOURCE_METHOD, window_text};
 use crate::stats::{Stats, Summary};
+
+/// How often a backfill publishes one page of orders before it gives up; with the delays below
+/// that spans about half a minute, longer than a cluster takes to elect a new stream leader.
+pub const BACKFILL_PUBLISH_ATTEMPTS: u32 = 8;
+const PUBLISH_RETRY_FLOOR: Duration = Duration::from_millis(250);
+const PUBLISH_RETRY_CEILING: Duration = Duration::from_secs(10);
 
 /// Why a range was not published whole.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,7 @@ pub struct Extraction {
     page_size: usize,
     in_flight: usize,
     stats: Arc<Stats>,
+    publish_attempts: u32,
 }
 
 /// Counts one page read as one call to WDT, taking as long as the reader took to hand the page
@@ -131,7 +139,16 @@ impl Extraction {
             page_size: usize::try_from(page_size).unwrap_or(usize::MAX).max(1),
             in_flight,
             stats,
+            publish_attempts: 1,
         }
+    }
+
+    /// Publishes each page up to `attempts` times before the window fails. `extractor run`
+    /// keeps one: a failed window is read again at the next interval anyway. A backfill has no
+    /// next interval, so it rides out a cluster node going away instead of exiting.
+    pub fn with_publish_attempts(mut self, attempts: u32) -> Extraction {
+        self.publish_attempts = attempts.max(1);
+        self
     }
 
     /// The windows `from..=to` is read in.
@@ -282,6 +299,37 @@ impl Extraction {
         span
     }
 
+    /// Publishes the batch's orders, again after a transient failure such as a cluster node
+    /// going away mid-batch. Publishing again is safe: each message's `Nats-Msg-Id` makes the
+    /// stream drop what it already stored, so the second try only counts those as duplicates.
+    async fn publish_retrying(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<PublishSummary, PublishError> {
+        let mut pause = Backoff::new(PUBLISH_RETRY_FLOOR, PUBLISH_RETRY_CEILING);
+        let mut attempt = 1;
+        loop {
+            match self
+                .publisher
+                .publish_all(messages.clone(), self.in_flight)
+                .await
+            {
+                Err(error) if error.is_transient() && attempt < self.publish_attempts => {
+                    let delay = pause.next_delay();
+                    warn!(
+                        attempt,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        error = %error,
+                        "Publishing a page of orders failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Publishes a batch and returns once every message is acknowledged; the spans close then.
     async fn publish(&self, batch: Batch) -> Result<Summary, PublishError> {
         let Batch {
@@ -298,7 +346,7 @@ impl Extraction {
                 new_dead_letters += 1;
             }
         }
-        let published = self.publisher.publish_all(messages, self.in_flight).await?;
+        let published = self.publish_retrying(messages).await?;
         drop(spans);
         Ok(Summary {
             orders_read,

@@ -215,6 +215,7 @@ impl Extractor {
         let started = std::time::Instant::now();
         let summary = self
             .extraction(&topology)
+            .with_publish_attempts(extract::BACKFILL_PUBLISH_ATTEMPTS)
             .extract(args.from, args.to, &shutdown)
             .await
             .with_context(|| format!("backfill {range}"))?;
