@@ -133,19 +133,9 @@ impl Settings {
     pub fn instance(&self) -> String {
         match self.instance_id.as_deref().map(str::trim) {
             Some(name) if !name.is_empty() => name.to_owned(),
-            _ => format!("{}-{}", host_name(), std::process::id()),
+            _ => pipeline::heartbeat::default_instance(),
         }
     }
-}
-
-/// The host's name, from the kernel or `HOSTNAME`; `unknown` when neither says.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// How `extractor run` moves its windows.

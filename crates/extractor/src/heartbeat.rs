@@ -1,61 +1,31 @@
-//! The heartbeat: every few seconds, who this extractor is and what it has done, in the
-//! `bridge_workers` bucket, for `bridge status` to read.
+//! The extractor's heartbeat: what [`pipeline::heartbeat`] writes for every worker, with the
+//! extractor's counts as `processed` and where its cursor stands as `cursor`.
 //!
 //! The key is `extract.<instance>` (the instance encoded as a KV token); the value is JSON
-//! `{stage, instance, version, pid, host, started_at, cursor, processed: {…counts}}`. The bucket
-//! forgets a key a minute after its last write, so a crashed extractor disappears by itself; a
-//! clean stop deletes its key at once. A failed write is logged once per outage and tried again
-//! at the next beat: heartbeats never stop the work. The same loop keeps the `nats` readiness
-//! check in step with the connection.
+//! `{stage, instance, version, pid, host, started_at, at, cursor, processed: {…counts}}`. The
+//! loop, its failure handling and the deletion of the key on a clean stop are the pipeline's;
+//! the same loop keeps the `nats` readiness check in step with the connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::Store;
-use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use pipeline::Stage;
-use serde::Serialize;
+use pipeline::heartbeat::{self, Identity, Vitals};
+use serde_json::{Map, Value};
 use telemetry::health::Readiness;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
-use crate::stats::{Counts, Stats};
+use crate::stats::Stats;
 
 /// The readiness check that is true while NATS is connected.
-pub const NATS_READY: &str = "nats";
-
-/// The heartbeat's value.
-#[derive(Debug, Serialize)]
-pub struct Beat<'a> {
-    /// Always `extract`.
-    pub stage: &'static str,
-    /// The instance name.
-    pub instance: &'a str,
-    /// The crate version.
-    pub version: &'static str,
-    /// The process id.
-    pub pid: u32,
-    /// The host name.
-    pub host: &'a str,
-    /// When the process started, RFC 3339 UTC.
-    pub started_at: String,
-    /// Where the cursor stood when last read or moved, RFC 3339 Beijing time.
-    pub cursor: Option<String>,
-    /// What the process has done.
-    pub processed: Counts,
-}
+pub const NATS_READY: &str = heartbeat::NATS_READY;
 
 /// Writes heartbeats for one extractor process.
 pub struct Heartbeat {
-    store: Store,
-    client: async_nats::Client,
-    key: String,
-    instance: String,
-    host: String,
-    started_at: DateTime<Utc>,
+    beats: heartbeat::Heartbeat,
     stats: Arc<Stats>,
-    readiness: Readiness,
 }
 
 impl Heartbeat {
@@ -67,73 +37,43 @@ impl Heartbeat {
         stats: Arc<Stats>,
         readiness: Readiness,
     ) -> Heartbeat {
+        let identity =
+            Identity::of_this_process(Stage::Extract, Some(instance), env!("CARGO_PKG_VERSION"));
         Heartbeat {
-            store,
-            client,
-            key: key(instance),
-            instance: instance.to_owned(),
-            host: crate::config::host_name(),
-            started_at: Utc::now(),
+            beats: heartbeat::Heartbeat::new(store, identity).watching(client, readiness),
             stats,
-            readiness,
         }
     }
 
     /// Beats every `interval` until `stop`, then deletes the key.
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            let connected =
-                self.client.connection_state() == async_nats::connection::State::Connected;
-            self.readiness.set(NATS_READY, connected);
-            match self.beat().await {
-                Ok(()) => failing = false,
-                Err(error) if !failing => {
-                    warn!(key = %self.key, error = %error, "Heartbeat not written; trying again");
-                    failing = true;
-                }
-                Err(error) => debug!(key = %self.key, error = %error, "Heartbeat not written"),
-            }
-        }
-        if let Err(error) = self.store.delete(&self.key).await {
-            debug!(key = %self.key, error = %error, "Heartbeat not removed; it will expire");
-        }
+        let vitals = ExtractorVitals(self.stats);
+        self.beats.run(interval, vitals, stop).await
+    }
+}
+
+/// The extractor's part of a beat.
+struct ExtractorVitals(Arc<Stats>);
+
+impl Vitals for ExtractorVitals {
+    fn processed(&self) -> Value {
+        // A struct of numbers always serialises.
+        serde_json::to_value(self.0.counts()).unwrap_or_default()
     }
 
-    async fn beat(&self) -> Result<(), async_nats::jetstream::kv::PutError> {
-        let beat = Beat {
-            stage: Stage::Extract.as_str(),
-            instance: &self.instance,
-            version: env!("CARGO_PKG_VERSION"),
-            pid: std::process::id(),
-            host: &self.host,
-            started_at: self.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            cursor: self
-                .stats
-                .cursor()
-                .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, false)),
-            processed: self.stats.counts(),
-        };
-        // A struct of strings and numbers always serialises.
-        let json = serde_json::to_vec(&beat).unwrap_or_default();
-        self.store.put(&self.key, Bytes::from(json)).await?;
-        Ok(())
+    /// Where the cursor stood when last read or moved, RFC 3339 Beijing time.
+    fn extra(&self) -> Map<String, Value> {
+        let cursor = self
+            .0
+            .cursor()
+            .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, false));
+        Map::from_iter([("cursor".to_owned(), cursor.into())])
     }
 }
 
 /// The heartbeat key of `instance`: `extract.<encoded instance>`.
 pub fn key(instance: &str) -> String {
-    format!(
-        "{}.{}",
-        Stage::Extract.as_str(),
-        pipeline::key::encode(instance)
-    )
+    heartbeat::key(Stage::Extract, instance)
 }
 
 #[cfg(test)]
@@ -143,5 +83,14 @@ mod tests {
     #[test]
     fn the_key_is_the_stage_and_the_encoded_instance() {
         assert_eq!(key("host-1.example-42"), "extract.host-1=2Eexample-42");
+    }
+
+    #[test]
+    fn a_beat_carries_the_counts_and_the_cursor() {
+        let vitals = ExtractorVitals(Arc::default());
+        let identity = Identity::of_this_process(Stage::Extract, Some("e1"), "0.1.0");
+        let beat = heartbeat::beat_value(&identity, chrono::Utc::now(), &vitals);
+        assert!(beat["processed"]["stored"].is_u64(), "{beat}");
+        assert!(beat["cursor"].is_null(), "no cursor read yet: {beat}");
     }
 }

@@ -94,7 +94,7 @@ async fn work(
     readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<LoadReport> {
-    let identity = heartbeat::Identity::of_this_process(config.instance_id.as_deref());
+    let identity = heartbeat::identity(config.instance_id.as_deref());
     let mut nats_config = config.nats.clone();
     nats_config.client_name = Some(format!("loader {}", identity.instance));
     let connected = tokio::select! {
@@ -120,7 +120,7 @@ async fn serve(
     readiness: &Readiness,
     shutdown: &CancellationToken,
     client: async_nats::Client,
-    identity: heartbeat::Identity,
+    identity: pipeline::heartbeat::Identity,
 ) -> anyhow::Result<LoadReport> {
     let jetstream = async_nats::jetstream::new(client);
     let Some(topology) = ensure_topology(&jetstream, config, shutdown).await? else {
@@ -144,14 +144,12 @@ async fn serve(
     readiness.set(CONSUMER_CHECK, true);
 
     let beating = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat::run(
-        topology.workers.clone(),
-        identity,
-        config.heartbeat_interval,
-        worker.stats(),
-        Arc::clone(&stats),
-        beating.clone(),
-    ));
+    let sources = heartbeat::Sources {
+        worker: worker.stats(),
+        loads: Arc::clone(&stats),
+    };
+    let beats = pipeline::heartbeat::Heartbeat::new(topology.workers.clone(), identity);
+    let heartbeat = tokio::spawn(beats.run(config.heartbeat_interval, sources, beating.clone()));
     let backlog = tokio::spawn(watch_backlog(
         topology.loader.clone(),
         config.heartbeat_interval,

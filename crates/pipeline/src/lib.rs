@@ -1,6 +1,6 @@
 //! What the bridge's workers share: names, configuration, connection, topology, messages, the
 //! stores in KV, dead letters, publishing, the consumer loop, shutdown and the 星辰 request
-//! budget every replica shares ([`budget`]).
+//! budget every replica shares ([`budget`]), and the workers' [`heartbeat`].
 //!
 //! The three workers (`extractor`, `transformer`, `loader`) stay thin by building on this crate:
 //! they parse their flags into [`config`] structs, [`connect()`] to NATS, call
@@ -14,6 +14,7 @@ pub mod config;
 pub mod connect;
 pub mod cursor;
 pub mod dead_letter;
+pub mod heartbeat;
 pub mod key;
 mod kv;
 pub mod ledger;

@@ -152,23 +152,13 @@ impl TransformerConfig {
     pub fn instance(&self) -> String {
         self.instance_id
             .clone()
-            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
+            .unwrap_or_else(pipeline::heartbeat::default_instance)
     }
 
     /// The health server's address.
     pub fn metrics_listen(&self) -> SocketAddr {
         self.telemetry.metrics_listen_or(DEFAULT_METRICS_LISTEN)
     }
-}
-
-/// The machine's name, from `HOSTNAME` or the kernel, else `unknown`.
-pub(crate) fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn humantime_default(text: &str) -> Duration {

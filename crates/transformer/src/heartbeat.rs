@@ -1,32 +1,29 @@
-//! The transformer's heartbeat in the `bridge_workers` bucket, and the checks that run with it.
+//! The transformer's heartbeat: what [`pipeline::heartbeat`] writes for every worker, with the
+//! transformer's counts as `processed`.
 //!
 //! Every interval the worker writes `transform.<instance>` (the instance [`pipeline::key`]
-//! encoded) with a JSON value saying who it is and what it has processed:
-//! `{stage, instance, version, pid, host, started_at, processed: {...}}`. The bucket forgets a key
-//! a minute after its last write, so a worker that died disappears by itself; one that stops
-//! cleanly deletes its key. The same tick refreshes the `nats` readiness check from the
-//! connection state and the consumer backlog gauges. Reading heartbeats is `bridge status`'s job.
+//! encoded) with `{stage, instance, version, pid, host, started_at, at, processed: {...}}`; a
+//! clean stop deletes it. The loop is the pipeline's; the same tick refreshes the `nats`
+//! readiness check and, here, the consumer backlog gauges. Reading heartbeats is
+//! `bridge status`'s job.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::connection::State;
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::kv::Store;
 use chrono::{DateTime, Utc};
 use pipeline::Stage;
+use pipeline::heartbeat::Vitals;
 use pipeline::worker::WorkerStats;
 use serde::Serialize;
-use telemetry::health::Readiness;
+use serde_json::Value;
 use telemetry::metrics::{self, Consumer};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::handler::HandlerCounts;
 use crate::resolve::LookupCounts;
 
-/// What one heartbeat says.
+/// What one heartbeat says, as a reader parses it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     /// `transform`.
@@ -46,81 +43,41 @@ pub struct Heartbeat {
     pub processed: BTreeMap<String, u64>,
 }
 
-/// Everything the heartbeat reads its counts from.
+/// The key of an instance's heartbeat.
+pub fn heartbeat_key(instance: &str) -> String {
+    pipeline::heartbeat::key(Stage::Transform, instance)
+}
+
+/// Everything the heartbeat reads its counts from, and the consumer whose backlog it reports.
 pub(crate) struct Sources {
     pub worker: Arc<WorkerStats>,
     pub handler: Arc<HandlerCounts>,
     pub lookups: Arc<LookupCounts>,
+    pub consumer: PullConsumer,
 }
 
 impl Sources {
-    fn processed(&self) -> BTreeMap<String, u64> {
+    fn counts(&self) -> BTreeMap<&'static str, u64> {
         let report = self.worker.snapshot();
-        let counts = [
+        BTreeMap::from([
             ("acked", report.acked),
             ("retried", report.retried),
             ("dead_lettered", report.dead_lettered),
             ("bills_published", self.handler.bills_published()),
             ("lookups_cached", self.lookups.cached()),
             ("lookups_fetched", self.lookups.fetched()),
-        ];
-        counts
-            .into_iter()
-            .map(|(name, count)| (name.to_owned(), count))
-            .collect()
+        ])
     }
 }
 
-/// The key of an instance's heartbeat.
-pub fn heartbeat_key(instance: &str) -> String {
-    format!("{}.{}", Stage::Transform, pipeline::key::encode(instance))
-}
-
-/// The running parts the heartbeat task looks at.
-pub(crate) struct Monitor {
-    pub store: Store,
-    pub base: Heartbeat,
-    pub interval: Duration,
-    pub sources: Sources,
-    pub client: async_nats::Client,
-    pub consumer: PullConsumer,
-    pub readiness: Readiness,
-}
-
-impl Monitor {
-    /// Beats until `stop` is cancelled, then deletes the heartbeat.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let key = heartbeat_key(&self.base.instance);
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = ticks.tick() => self.tick(&key).await,
-            }
-        }
-        if let Err(error) = self.store.delete(&key).await {
-            debug!(key, error = %error, "Heartbeat could not be removed; it expires by itself");
-        }
+impl Vitals for Sources {
+    fn processed(&self) -> Value {
+        Value::from_iter(self.counts())
     }
 
-    async fn tick(&mut self, key: &str) {
-        let connected = self.client.connection_state() == State::Connected;
-        self.readiness.set("nats", connected);
-        if !connected {
-            return;
-        }
-
-        let heartbeat = Heartbeat {
-            processed: self.sources.processed(),
-            ..self.base.clone()
-        };
-        // A struct of strings, numbers and a time always serialises.
-        let value = serde_json::to_vec(&heartbeat).unwrap_or_default();
-        if let Err(error) = self.store.put(key, value.into()).await {
-            warn!(key, error = %error, "Heartbeat could not be written");
-        }
-        match self.consumer.info().await {
+    async fn on_tick(&self) {
+        // A clone, since asking for the info needs the consumer mutably.
+        match self.consumer.clone().info().await {
             Ok(info) => metrics::consumer_backlog(
                 Consumer::Transformer,
                 info.num_pending,

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
+use pipeline::heartbeat::{Heartbeat, Identity};
 use pipeline::masterdata::MasterDataCache;
 use pipeline::retry::Backoff;
 use pipeline::worker::{RunReport, Worker};
@@ -124,28 +125,20 @@ impl Transformer {
             readiness.clone(),
             stop_background.clone(),
         ));
-        let monitor = heartbeat::Monitor {
-            store: topology.workers.clone(),
-            base: heartbeat::Heartbeat {
-                stage: Stage::Transform.to_string(),
-                instance: config.instance(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                pid: std::process::id(),
-                host: config::host_name(),
-                started_at: chrono::Utc::now(),
-                processed: Default::default(),
-            },
-            interval: config.heartbeat_interval,
-            sources: heartbeat::Sources {
-                worker: worker.stats(),
-                handler: handler_counts,
-                lookups: resolver.counts(),
-            },
-            client: client.clone(),
+        let identity = Identity::of_this_process(
+            Stage::Transform,
+            Some(&config.instance()),
+            env!("CARGO_PKG_VERSION"),
+        );
+        let beats = Heartbeat::new(topology.workers.clone(), identity)
+            .watching(client.clone(), readiness.clone());
+        let sources = heartbeat::Sources {
+            worker: worker.stats(),
+            handler: handler_counts,
+            lookups: resolver.counts(),
             consumer: topology.transformer.clone(),
-            readiness: readiness.clone(),
         };
-        background.spawn(monitor.run(stop_background.clone()));
+        background.spawn(beats.run(config.heartbeat_interval, sources, stop_background.clone()));
 
         Ok(Transformer {
             worker,
