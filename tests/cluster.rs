@@ -112,11 +112,13 @@ async fn a_cluster_that_loses_a_node_mid_run_loses_and_doubles_nothing() {
     assert_eq!(bills.len(), ORDERS, "one bill per order");
     assert_eq!(numbers.len(), ORDERS, "no bill number twice");
     assert_eq!(numbers, ordered, "every order's number has its bill");
-    assert_eq!(
-        ledger_len(&js, &names).await,
-        ORDERS,
-        "one ledger entry per order"
-    );
+    // Listing keys reads the bucket's stream through a fresh consumer, which can time out while
+    // the cluster is still settling its leaders after the failover: ask again until it answers.
+    let entries = eventually("the ledger's keys to be listed", SETTLE_TIMEOUT, || {
+        ledger_len(&js, &names)
+    })
+    .await;
+    assert_eq!(entries, ORDERS, "one ledger entry per order");
     let raw = js.get_stream(names.raw_orders_stream()).await.unwrap();
     assert_eq!(raw.cached_info().config.num_replicas, 3);
 
@@ -296,16 +298,14 @@ async fn topology_exists(js: &Context, names: &Names) -> bool {
     true
 }
 
-async fn ledger_len(js: &Context, names: &Names) -> usize {
-    let store = js
-        .get_key_value(names.ledger_bucket())
-        .await
-        .expect("the ledger bucket exists");
-    store
-        .keys()
-        .await
-        .expect("list the ledger's keys")
-        .filter_map(|key| async move { key.ok() })
-        .count()
-        .await
+/// The number of ledger entries, or `None` when the cluster did not answer this time.
+async fn ledger_len(js: &Context, names: &Names) -> Option<usize> {
+    let store = js.get_key_value(names.ledger_bucket()).await.ok()?;
+    let mut keys = store.keys().await.ok()?;
+    let mut count = 0;
+    while let Some(key) = keys.next().await {
+        key.ok()?;
+        count += 1;
+    }
+    Some(count)
 }
