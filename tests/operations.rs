@@ -8,7 +8,7 @@
 //! the commands print with `--json`. The worker binaries and `bridge` must be built first
 //! (`scripts/test`, or `cargo build -p extractor -p transformer -p loader -p bridge`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use e2e::{Harness, Order, WorkerId};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use simulator::xingchen::{Knobs as XingchenKnobs, SimMaterial};
+use simulator::xingchen::{self, Knobs as XingchenKnobs, SimMaterial};
 use test_support::process::{binary, eventually};
 
 /// Several days of orders.
@@ -341,6 +341,153 @@ async fn replays_modify_exactly_the_bills_a_scheme_or_master_data_change_touches
     let _ = std::fs::remove_file(&scheme);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_loaders_sharing_the_request_budget_stay_within_xingchens_rate_limit_together() {
+    // Just over a minute of saves at the rate: the gateway's sliding minute fills up and rolls.
+    const REQUESTS_PER_MINUTE: u32 = 600;
+    const BILLS: usize = 640;
+    let mut h = Harness::start(25, BILLS, FROM, TO).await;
+    let orders = top_up_to_shipped(&h, BILLS);
+    // Set before the sync creates the consumers: the deployed ack wait and a small window, since
+    // a bill waits for the budget in a loader, and one held past the ack wait would go to another
+    // loader and spend the budget twice.
+    h.set_env("BRIDGE_ACK_WAIT", "30s");
+    h.set_env("BRIDGE_IN_FLIGHT", "4");
+    h.set_env("BRIDGE_PULL_BATCH", "4");
+    // Cached first, so the transformer's lookups spend none of the budget.
+    bridge(&h, &["masterdata", "sync", "--json"])
+        .await
+        .ok_json();
+    h.xingchen.state().clear_log();
+    h.xingchen.state().update_knobs(|knobs| {
+        knobs.requests_per_minute = Some(REQUESTS_PER_MINUTE);
+    });
+    h.set_env(
+        "XINGCHEN_REQUESTS_PER_MINUTE",
+        REQUESTS_PER_MINUTE.to_string(),
+    );
+
+    h.start_worker("transformer");
+    for _ in 0..3 {
+        h.start_worker("loader");
+    }
+    h.backfill().await;
+    h.wait_until_settled(BILLS as u64, 0, Duration::from_secs(150))
+        .await;
+    h.assert_bills_match(&orders);
+
+    let calls: Vec<_> = h
+        .xingchen
+        .state()
+        .log()
+        .into_iter()
+        .filter(|entry| entry.endpoint.starts_with("/jdy/"))
+        .collect();
+    let saves = calls
+        .iter()
+        .filter(|c| c.endpoint == xingchen::SAVE_PATH && c.status != 429)
+        .count();
+    assert_eq!(
+        saves, BILLS,
+        "each bill posted once, and nothing else spent the budget"
+    );
+    let first_ms = calls
+        .iter()
+        .map(|c| c.started_ms)
+        .min()
+        .expect("business calls");
+    let last_ms = calls
+        .iter()
+        .map(|c| c.started_ms)
+        .max()
+        .expect("business calls");
+    assert!(
+        last_ms - first_ms >= 60_000,
+        "the run lasted {} ms, less than the gateway's minute: it proves little",
+        last_ms - first_ms
+    );
+    let late_refusals: Vec<i64> = calls
+        .iter()
+        .filter(|c| c.status == 429 && c.started_ms - first_ms > 5_000)
+        .map(|c| c.started_ms - first_ms)
+        .collect();
+    assert!(
+        late_refusals.is_empty(),
+        "星辰 answered 429 {} times after the first seconds, at ms {:?}",
+        late_refusals.len(),
+        &late_refusals[..late_refusals.len().min(10)]
+    );
+    let admitted: Vec<i64> = calls
+        .iter()
+        .filter(|c| c.status != 429)
+        .map(|c| c.started_ms)
+        .collect();
+    let busiest = busiest_minute(&admitted);
+    assert!(
+        busiest <= REQUESTS_PER_MINUTE as usize,
+        "{busiest} calls in one minute, above {REQUESTS_PER_MINUTE}"
+    );
+    h.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_no_gap_after_a_clean_run_and_names_each_order_whose_entry_or_bill_is_gone()
+{
+    let mut h = Harness::start(26, 200, FROM, TO).await;
+    let orders = h.shipped_orders();
+    let total = orders.len() as u64;
+    h.start_pipeline();
+    h.backfill().await;
+    h.wait_until_settled(total, 0, SETTLE_TIMEOUT).await;
+
+    let window = ["reconcile", "--from", FROM, "--to", TO, "--json"];
+    let checked = [&window[..], &["--check-target"]].concat();
+    for args in [&window[..], &checked[..]] {
+        let report = bridge(&h, args).await.ok_json();
+        assert_eq!(report["orders"], total, "{args:?}");
+        for list in FINDINGS {
+            assert_eq!(report[list], Value::Array(Vec::new()), "{args:?}: {list}");
+        }
+    }
+
+    // Three orders lose their ledger entry, two others their bill in 星辰.
+    let jetstream = async_nats::jetstream::new(h.nats.connect().await);
+    let ledger = jetstream
+        .get_key_value(h.names().ledger_bucket())
+        .await
+        .expect("the ledger bucket");
+    let mut unrecorded = BTreeSet::new();
+    for order in orders.iter().step_by(50).take(3) {
+        let key = pipeline::key::encode(&order["stockout_id"].to_string());
+        ledger.delete(&key).await.expect("delete a ledger entry");
+        unrecorded.insert(stockout_no(order));
+    }
+    let mut unbilled = BTreeSet::new();
+    for order in orders.iter().skip(25).step_by(50).take(2) {
+        assert!(h.xingchen.state().delete_bill(&stockout_no(order)));
+        unbilled.insert(stockout_no(order));
+    }
+
+    let ran = bridge(&h, &checked).await;
+    assert!(
+        !ran.status.success(),
+        "reconcile exits non-zero with gaps: {}",
+        ran.stdout
+    );
+    let report = ran.json();
+    assert_eq!(named_in(&report["missing_in_ledger"]), unrecorded);
+    assert_eq!(named_in(&report["missing_in_target"]), unbilled);
+    for list in ["outdated", "bills_without_order", "without_identity"] {
+        assert_eq!(report[list], Value::Array(Vec::new()), "{list}");
+    }
+    let ran = bridge(&h, &window).await;
+    assert!(
+        !ran.status.success(),
+        "without 星辰, the ledger's gaps still count"
+    );
+    assert_eq!(named_in(&ran.json()["missing_in_ledger"]), unrecorded);
+}
+
 /// Adds shipped orders to the 旺店通 simulator until the range holds exactly `count`; returns
 /// them.
 fn top_up_to_shipped(h: &Harness, count: usize) -> Vec<Order> {
@@ -599,4 +746,37 @@ fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
 
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The most calls that started within any 60 s, given their start times in ms.
+fn busiest_minute(started_ms: &[i64]) -> usize {
+    let mut sorted = started_ms.to_vec();
+    sorted.sort_unstable();
+    let mut first = 0;
+    let mut busiest = 0;
+    for (last, at) in sorted.iter().enumerate() {
+        while at - sorted[first] >= 60_000 {
+            first += 1;
+        }
+        busiest = busiest.max(last + 1 - first);
+    }
+    busiest
+}
+
+/// The lists of a reconcile report, each empty when nothing is off.
+const FINDINGS: [&str; 5] = [
+    "missing_in_ledger",
+    "missing_in_target",
+    "outdated",
+    "bills_without_order",
+    "without_identity",
+];
+
+/// The order numbers a list of a reconcile report names.
+fn named_in(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("a list of orders: {list}"))
+        .iter()
+        .map(|order| order["stockout_no"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
