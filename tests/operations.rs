@@ -147,8 +147,7 @@ async fn workers_reconnect_when_nats_server_restarts_on_its_store_and_nothing_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redriven_lookup_failures_load_once_their_goods_exist_and_a_second_failure_keeps_both_in_its_history()
- {
+async fn redriven_lookup_failures_load_once_goods_exist_and_one_failing_again_keeps_its_history() {
     let mut h = Harness::start(23, 200, FROM, TO).await;
     let shipped = h.shipped_orders();
     let (back, gone) = two_goods_of_separate_orders(&shipped);
