@@ -204,8 +204,8 @@ async fn redriven_lookup_failures_load_once_goods_exist_and_one_failing_again_ke
         .collect();
     h.assert_bills_match(&loaded);
 
-    // What still fails is a dead letter again, with both failures in its history: `attempts`
-    // lists the earlier ones (the first dead letter's), its own reason the latest.
+    // What still fails is a dead letter again, with both failures in its history: the first
+    // dead letter's, then its own.
     let listed = bridge(&h, &["dlq", "list", "--json"]).await.ok_json();
     let listed = listed.as_array().expect("a list of dead letters");
     let named: HashSet<String> = listed
@@ -220,13 +220,12 @@ async fn redriven_lookup_failures_load_once_goods_exist_and_one_failing_again_ke
         let seq = letter["seq"].to_string();
         let detail = bridge(&h, &["dlq", "show", &seq, "--json"]).await.ok_json();
         assert_eq!(detail["redrive_count"], 1, "dead letter {seq}");
-        let mut history: Vec<String> = detail["attempts"]
+        let history: Vec<String> = detail["attempts"]
             .as_array()
             .expect("attempts")
             .iter()
             .map(|attempt| attempt["error"].as_str().unwrap_or_default().to_owned())
             .collect();
-        history.push(detail["reason"].as_str().unwrap_or_default().to_owned());
         assert_eq!(history.len(), 2, "dead letter {seq}: {detail}");
         for error in &history {
             assert!(

@@ -87,7 +87,7 @@ pub struct DeadLetterDetail {
     pub trace_id: Option<String>,
     /// Its `traceparent`.
     pub traceparent: Option<String>,
-    /// Earlier failed attempts, oldest first, those of earlier dead letters included.
+    /// Every failed attempt, oldest first: those of earlier dead letters, then this one's own.
     pub attempts: Vec<Attempt>,
     /// When it was last redriven before this dead letter, as the copy said.
     pub redriven_at: Option<String>,
@@ -380,7 +380,7 @@ fn detail(seq: u64, dead_letter: &DeadLetter) -> DeadLetterDetail {
         source_subject: dead_letter.source_subject.clone(),
         trace_id: traceparent.as_deref().and_then(trace_id).map(str::to_owned),
         traceparent,
-        attempts: dead_letter.attempts.clone(),
+        attempts: dead_letter.history(),
         redriven_at: dead_letter
             .original_headers
             .get(header::REDRIVEN_AT)

@@ -621,8 +621,16 @@ async fn dlq_list_filters_newest_first_and_show_gives_everything() {
         shown.trace_id.as_deref(),
         Some("0af7651916cd43dd8448eb211c80319c")
     );
-    assert_eq!(shown.attempts.len(), 1);
+    assert_eq!(
+        shown.attempts.len(),
+        2,
+        "the earlier attempt, then the dead letter's own"
+    );
     assert_eq!(shown.attempts[0].error, "gateway 503");
+    assert_eq!(
+        shown.attempts[1].error,
+        "lookup_not_found: lookup_not_found in test"
+    );
     assert_eq!(shown.headers["stockout_id"], "1");
     let text = shown.to_text();
     assert!(
@@ -793,12 +801,14 @@ async fn a_redriven_order_that_fails_again_returns_with_its_history_and_count() 
     assert_ne!(second[0].sequence, first_seq, "a new dead letter");
     let shown = ops.dlq_show(second[0].sequence).await.expect("show");
     assert_eq!(shown.summary.redrive_count, 1);
-    assert_eq!(shown.attempts.len(), 1, "the first dead letter's failure");
-    assert!(
-        shown.attempts[0]
-            .error
-            .starts_with("lookup_not_found: material G1")
+    assert_eq!(
+        shown.attempts.len(),
+        2,
+        "the first dead letter's failure, then its own"
     );
+    for attempt in &shown.attempts {
+        assert!(attempt.error.starts_with("lookup_not_found: material G1"));
+    }
     assert!(shown.redriven_at.is_some());
 
     let again = ops
@@ -809,7 +819,11 @@ async fn a_redriven_order_that_fails_again_returns_with_its_history_and_count() 
     let third = eventually_dead_letters(&topology, 1).await;
     let shown = ops.dlq_show(third[0].sequence).await.expect("show");
     assert_eq!(shown.summary.redrive_count, 2);
-    assert_eq!(shown.attempts.len(), 2, "both earlier dead letters");
+    assert_eq!(
+        shown.attempts.len(),
+        3,
+        "both earlier dead letters, then its own"
+    );
     assert_eq!(
         shown.trace_id.as_deref(),
         Some("0af7651916cd43dd8448eb211c80319c")

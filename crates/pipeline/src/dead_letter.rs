@@ -321,13 +321,19 @@ impl DeadLetter {
     /// The `dlq_attempts` value a redriven copy of this message carries: the earlier attempts,
     /// then this dead letter's own failure as `<reason kind>: <reason>`.
     pub fn history_header(&self) -> String {
+        attempts_json(&self.history())
+    }
+
+    /// Every failed attempt of the order's message, oldest first: the earlier ones (those of
+    /// earlier dead letters included), then the failure that made this dead letter.
+    pub fn history(&self) -> Vec<Attempt> {
         let mut history = self.attempts.clone();
         history.push(Attempt {
             delivered: self.delivered,
             at: self.at,
             error: format!("{}: {}", self.reason_kind, self.reason),
         });
-        attempts_json(&history)
+        history
     }
 
     fn msg_id(&self) -> String {
