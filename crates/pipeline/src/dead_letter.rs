@@ -13,7 +13,7 @@
 //! | `dlq_delivered` | how many times the message had been delivered |
 //! | `dlq_source_stream`, `dlq_source_seq`, `dlq_source_subject` | where it came from |
 //! | `dlq_original_msg_id` | its `Nats-Msg-Id`, if it had one |
-//! | `dlq_attempts` | JSON list of earlier failed attempts `{delivered, at, error}`, the latest 10 |
+//! | `dlq_attempts` | JSON list of earlier failures `{delivered, at, error}`, the latest 10 |
 //! | `dlq_at` | when it was dead-lettered, RFC 3339 UTC |
 //! | `stockout_no`, `traceparent`, `tracestate` | as on the original, or as the caller gives them |
 //!

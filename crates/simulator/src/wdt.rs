@@ -583,7 +583,7 @@ impl WdtState {
 pub struct OrderChange {
     /// Header fields to overwrite (`modified`, `consign_time`, `status`…).
     pub set: Map<String, Value>,
-    /// Fields to overwrite in goods lines, by `rec_id` (`goods_count`…); the header's counts follow.
+    /// Fields to overwrite in goods lines, by `rec_id` (`goods_count`…); header counts follow.
     pub details: BTreeMap<i64, Map<String, Value>>,
 }
 

@@ -7,8 +7,8 @@
 //! that cannot mean the field's type is an error naming the value, not a silent gap: the raw order
 //! is kept anyway, so nothing is lost by being strict here.
 //!
-//! Because the raw text is needed, the order types deserialize from JSON text (`serde_json::from_str`
-//! and friends), not from a `serde_json::Value`.
+//! Because the raw text is needed, the order types deserialize from JSON text
+//! (`serde_json::from_str` and friends), not from a `serde_json::Value`.
 
 use std::str::FromStr;
 

@@ -3,9 +3,9 @@
 //! [`StockoutOrder`] is what the reader yields. It keeps the order exactly as WDT sent it (the
 //! pipeline publishes that text, so nothing WDT sent is lost downstream) and a typed [`Order`] read
 //! from it, which covers every field of the seed's response table ([`crate::fields`]) with the
-//! lenient rules of [`crate::lenient`]: ids, statuses and flags as `i64`, money, counts and weights
-//! as exact `Decimal`, times as Beijing [`WdtTime`], the rest as text. A field WDT leaves out, sends
-//! as `null`, `""` or `0000-00-00 00:00:00` is `None`. Fields WDT sends beyond the seed's table are
+//! lenient rules of [`crate::lenient`]: ids, statuses and flags as `i64`; money, counts and
+//! weights as exact `Decimal`; times as Beijing [`WdtTime`]; the rest as text. A field WDT leaves
+//! out, sends as `null`, `""` or `0000-00-00 00:00:00` is `None`. Fields WDT sends beyond the seed's table are
 //! ignored by the typed view and kept in the raw JSON.
 
 use rust_decimal::Decimal;

@@ -8,8 +8,8 @@
 //! backwards, they move into a page not read yet, so the worst outcome is a duplicate, which the
 //! per-window set of `stockout_id`s removes. Memory holds one page plus that set.
 //!
-//! Retries and the call rate are the client's ([`WdtClient::query_retrying`]); the stream ends after
-//! the first error it yields, transient errors only arriving once the retries are spent.
+//! Retries and the call rate are the client's ([`WdtClient::query_retrying`]); the stream ends
+//! after the first error it yields, transient errors only arriving once the retries are spent.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -46,7 +46,7 @@ pub enum TimeBasis {
 pub struct ReadFilter {
     /// The clock the windows apply to.
     pub basis: TimeBasis,
-    /// One stock-out status (`5` cancelled, `95` shipped, `110` completed…); none for WDT's default.
+    /// One stock-out status (`5` cancelled, `95` shipped, `110` completed…); none: WDT's default.
     pub status: Option<i32>,
     /// Only this shop.
     pub shop_no: Option<String>,

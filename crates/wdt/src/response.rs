@@ -368,7 +368,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_json_gives_orders_or_a_typed_error(value in arbitrary_json(), status in 100u16..600) {
+        fn any_json_gives_orders_or_a_typed_error(
+            value in arbitrary_json(),
+            status in 100u16..600,
+        ) {
             let body = value.to_string();
             let _ = parse_page(status, body.as_bytes());
             let _ = parse_page(200, body.as_bytes());
@@ -377,7 +380,9 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_give_orders_or_a_typed_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        fn any_bytes_give_orders_or_a_typed_error(
+            bytes in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
             let _ = parse_page(200, &bytes);
         }
     }

@@ -97,7 +97,7 @@ fn upper_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// The parameters of vector V4 in `reference/wdt-qimen.md` §3.2, `sign_method` left to the test.
+    /// The parameters of vector V4 (`reference/wdt-qimen.md` §3.2), `sign_method` left to the test.
     fn v4_params(sign_method: &'static str) -> Vec<(&'static str, &'static str)> {
         vec![
             ("method", "wdt.stockout.order.query.trade"),

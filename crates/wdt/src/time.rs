@@ -47,7 +47,7 @@ pub fn parse_wdt_time(text: &str) -> Result<Option<DateTime<FixedOffset>>, TimeP
     Ok(Some(from_beijing_wall_time(naive)))
 }
 
-/// Reads a time given on a command line: Beijing `YYYY-MM-DD HH:MM:SS`, or RFC 3339 with any offset.
+/// Reads a time given on a command line: Beijing `YYYY-MM-DD HH:MM:SS`, or RFC 3339 (any offset).
 ///
 /// The result is always in UTC+8, so the same text means the same instant on every host.
 pub fn parse_cli_time(text: &str) -> Result<DateTime<FixedOffset>, TimeParseError> {

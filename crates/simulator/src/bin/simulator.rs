@@ -93,15 +93,28 @@ struct WdtArgs {
     live_delay_max_secs: u64,
 
     /// The app key accepted.
-    #[arg(long = "wdt-app-key", env = "SIMULATOR_WDT_APP_KEY", default_value = wdt::DEFAULT_APP_KEY)]
+    #[arg(
+        long = "wdt-app-key",
+        env = "SIMULATOR_WDT_APP_KEY",
+        default_value = wdt::DEFAULT_APP_KEY
+    )]
     app_key: String,
 
     /// The app secret accepted.
-    #[arg(long = "wdt-app-secret", env = "SIMULATOR_WDT_APP_SECRET", default_value = wdt::DEFAULT_APP_SECRET, hide_env_values = true)]
+    #[arg(
+        long = "wdt-app-secret",
+        env = "SIMULATOR_WDT_APP_SECRET",
+        default_value = wdt::DEFAULT_APP_SECRET,
+        hide_env_values = true
+    )]
     app_secret: String,
 
     /// The target app key accepted.
-    #[arg(long = "wdt-target-app-key", env = "SIMULATOR_WDT_TARGET_APP_KEY", default_value = wdt::DEFAULT_TARGET_APP_KEY)]
+    #[arg(
+        long = "wdt-target-app-key",
+        env = "SIMULATOR_WDT_TARGET_APP_KEY",
+        default_value = wdt::DEFAULT_TARGET_APP_KEY
+    )]
     target_app_key: String,
 
     /// The seller account accepted.
