@@ -205,8 +205,7 @@ pub(super) struct Data {
 impl Data {
     /// A fresh 19-digit id, distinct from the world's.
     pub fn next_id(&mut self) -> String {
-        self.next_id += 1;
-        self.next_id.to_string()
+        fresh_id(&mut self.next_id)
     }
 
     pub fn bill_id_by_number(&self, billno: &str) -> Option<String> {
@@ -336,28 +335,15 @@ impl XingchenState {
 
     /// Adds a customer, or replaces the one with the same number (keeping its id when none is
     /// given); returns it with its id.
-    pub fn upsert_customer(&self, mut customer: SimCustomer) -> SimCustomer {
+    pub fn upsert_customer(&self, customer: SimCustomer) -> SimCustomer {
         let mut data = self.lock();
-        if customer.id.is_empty() {
-            // Modifying keeps the id bills refer to; only a new number gets a new id.
-            let known = data
-                .customers
-                .iter()
-                .find(|x| x.number == customer.number)
-                .map(|x| x.id.clone());
-            customer.id = known.unwrap_or_else(|| data.next_id());
-        }
-        data.customers.retain(|c| c.number != customer.number);
-        data.customers.push(customer.clone());
-        customer
+        let data = &mut *data;
+        upsert(&mut data.customers, customer, &mut data.next_id)
     }
 
     /// Removes the customer with this number; false when there was none.
     pub fn remove_customer(&self, number: &str) -> bool {
-        let mut data = self.lock();
-        let before = data.customers.len();
-        data.customers.retain(|c| c.number != number);
-        data.customers.len() != before
+        remove(&mut self.lock().customers, number)
     }
 
     /// Every material.
@@ -367,30 +353,17 @@ impl XingchenState {
 
     /// Adds a material, or replaces the one with the same number (a new base unit, say).
     pub fn upsert_material(&self, mut material: SimMaterial) -> SimMaterial {
-        let mut data = self.lock();
-        if material.id.is_empty() {
-            // Modifying keeps the id bills refer to; only a new number gets a new id.
-            let known = data
-                .materials
-                .iter()
-                .find(|x| x.number == material.number)
-                .map(|x| x.id.clone());
-            material.id = known.unwrap_or_else(|| data.next_id());
-        }
         if !material.unit_ids.contains(&material.base_unit_id) {
             material.unit_ids.insert(0, material.base_unit_id.clone());
         }
-        data.materials.retain(|m| m.number != material.number);
-        data.materials.push(material.clone());
-        material
+        let mut data = self.lock();
+        let data = &mut *data;
+        upsert(&mut data.materials, material, &mut data.next_id)
     }
 
     /// Removes the material with this number; false when there was none.
     pub fn remove_material(&self, number: &str) -> bool {
-        let mut data = self.lock();
-        let before = data.materials.len();
-        data.materials.retain(|m| m.number != number);
-        data.materials.len() != before
+        remove(&mut self.lock().materials, number)
     }
 
     /// Every store.
@@ -399,28 +372,15 @@ impl XingchenState {
     }
 
     /// Adds a store, or replaces the one with the same number.
-    pub fn upsert_store(&self, mut store: SimStore) -> SimStore {
+    pub fn upsert_store(&self, store: SimStore) -> SimStore {
         let mut data = self.lock();
-        if store.id.is_empty() {
-            // Modifying keeps the id bills refer to; only a new number gets a new id.
-            let known = data
-                .stores
-                .iter()
-                .find(|x| x.number == store.number)
-                .map(|x| x.id.clone());
-            store.id = known.unwrap_or_else(|| data.next_id());
-        }
-        data.stores.retain(|s| s.number != store.number);
-        data.stores.push(store.clone());
-        store
+        let data = &mut *data;
+        upsert(&mut data.stores, store, &mut data.next_id)
     }
 
     /// Removes the store with this number; false when there was none.
     pub fn remove_store(&self, number: &str) -> bool {
-        let mut data = self.lock();
-        let before = data.stores.len();
-        data.stores.retain(|s| s.number != number);
-        data.stores.len() != before
+        remove(&mut self.lock().stores, number)
     }
 
     /// The request log, oldest first.
@@ -482,6 +442,55 @@ impl XingchenState {
             token.revoked = true;
         }
     }
+}
+
+/// A customer, material or store: master data 星辰 keeps by number, each with an internal id.
+trait MasterRecord: Clone {
+    fn number(&self) -> &str;
+    fn id_mut(&mut self) -> &mut String;
+}
+
+macro_rules! master_record {
+    ($($record:ty),*) => {$(
+        impl MasterRecord for $record {
+            fn number(&self) -> &str {
+                &self.number
+            }
+            fn id_mut(&mut self) -> &mut String {
+                &mut self.id
+            }
+        }
+    )*};
+}
+
+master_record!(SimCustomer, SimMaterial, SimStore);
+
+/// The next id from the world's counter.
+fn fresh_id(counter: &mut u64) -> String {
+    *counter += 1;
+    counter.to_string()
+}
+
+/// Adds `record`, or replaces the one with its number, and returns it with its id. Modifying
+/// keeps the id bills refer to; only a new number gets a new id.
+fn upsert<T: MasterRecord>(records: &mut Vec<T>, mut record: T, counter: &mut u64) -> T {
+    if record.id_mut().is_empty() {
+        let known = records.iter_mut().find(|r| r.number() == record.number());
+        *record.id_mut() = match known {
+            Some(existing) => existing.id_mut().clone(),
+            None => fresh_id(counter),
+        };
+    }
+    records.retain(|r| r.number() != record.number());
+    records.push(record.clone());
+    record
+}
+
+/// Removes the record with `number`; false when there was none.
+fn remove<T: MasterRecord>(records: &mut Vec<T>, number: &str) -> bool {
+    let before = records.len();
+    records.retain(|r| r.number() != number);
+    records.len() != before
 }
 
 #[cfg(test)]
