@@ -13,10 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Duration as Span;
-use e2e::{Harness, Order};
-use serde_json::{Map, Value, json};
+use e2e::Harness;
+use serde_json::{Map, Value};
 use simulator::orders::{format_time, now_beijing};
-use simulator::wdt::OrderChange;
 use telemetry::metrics::{
     self as m, ApiEndpoint, ApiOutcome, CacheOutcome, Collection, Consumer, DeadLetterReason,
     LoadOutcome, Stage,
@@ -37,8 +36,8 @@ async fn metrics_count_what_a_run_did_and_readiness_follows_the_nats_connection(
     let from = format_time(&(now - Span::days(2)));
     let to = format_time(&(now - Span::hours(1)));
     let mut h = Harness::start(72, ORDERS, &from, &to).await;
-    let orders = exactly_shipped(&h, ORDERS);
-    give_unknown_goods(&h, &orders, DEAD_LETTERED);
+    let orders = h.exactly_shipped(ORDERS);
+    h.give_unknown_goods(&orders, DEAD_LETTERED, UNKNOWN_GOODS);
     h.set_env("BRIDGE_HEARTBEAT_INTERVAL", "1s");
 
     let transformer = h.start_worker("transformer");
@@ -558,36 +557,4 @@ fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(path)
-}
-
-/// Adds shipped orders until the range holds exactly `count`, and returns them.
-fn exactly_shipped(h: &Harness, count: usize) -> Vec<Order> {
-    let shipped = h.shipped_orders().len();
-    assert!(shipped <= count, "{shipped} shipped orders already");
-    h.wdt.state().generate(count - shipped, h.from, h.to);
-    let orders = h.shipped_orders();
-    assert_eq!(orders.len(), count);
-    orders
-}
-
-/// Gives the first goods line of `count` orders goods 星辰 does not know.
-fn give_unknown_goods(h: &Harness, orders: &[Order], count: usize) {
-    for order in orders.iter().step_by(orders.len() / count).take(count) {
-        let id = order["stockout_id"]
-            .as_i64()
-            .expect("a numeric stockout_id");
-        let rec_id = order["details_list"][0]["rec_id"]
-            .as_i64()
-            .expect("a numeric rec_id");
-        let mut line = Map::new();
-        line.insert("goods_no".into(), json!(UNKNOWN_GOODS));
-        let change = OrderChange {
-            set: Map::new(),
-            details: BTreeMap::from([(rec_id, line)]),
-        };
-        h.wdt
-            .state()
-            .modify_order(id, &change)
-            .expect("modify the order");
-    }
 }

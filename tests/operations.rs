@@ -14,7 +14,7 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use e2e::{Harness, Order, WorkerId};
+use e2e::{Harness, Order, WorkerId, stockout_no};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use simulator::xingchen::{self, Knobs as XingchenKnobs, SimMaterial};
@@ -652,10 +652,6 @@ fn goods_numbers(order: &Order) -> HashSet<String> {
         .flatten()
         .filter_map(|line| line["goods_no"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn stockout_no(order: &Order) -> String {
-    order["stockout_no"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Runs `bridge replay` (`args`), asserts it re-fed `count` messages, and waits until the run

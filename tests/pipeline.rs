@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use e2e::{Harness, Order};
+use e2e::{Harness, Order, stockout_no};
 use pipeline::Stage;
 use pipeline::dead_letter::ReasonKind;
 use rust_decimal::Decimal;
@@ -375,8 +375,4 @@ fn goods_numbers(order: &Order) -> HashSet<String> {
         .flatten()
         .filter_map(|line| line["goods_no"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn stockout_no(order: &Order) -> String {
-    order["stockout_no"].as_str().unwrap_or_default().to_owned()
 }

@@ -9,12 +9,11 @@
 //! letters. Starting the servers is [`e2e::Harness`]'s; the receiver is
 //! [`test_support::otlp::OtlpReceiver`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use e2e::{Harness, Order};
-use serde_json::{Map, Value, json};
-use simulator::wdt::OrderChange;
+use e2e::{Harness, stockout_no};
+use serde_json::{Map, Value};
 use test_support::otlp::{Kind, OtlpReceiver, ReceivedSpan, Transport};
 
 const FROM: &str = "2024-06-01 00:00:00";
@@ -31,8 +30,8 @@ const SPANS_TIMEOUT: Duration = Duration::from_secs(30);
 async fn each_order_is_one_trace_through_the_three_workers_and_a_dead_letter_ends_its_trace() {
     let receiver = OtlpReceiver::start();
     let mut h = Harness::start(71, ORDERS, FROM, TO).await;
-    let orders = exactly_shipped(&h, ORDERS);
-    let doomed = give_unknown_goods(&h, &orders, DEAD_LETTERED);
+    let orders = h.exactly_shipped(ORDERS);
+    let doomed = h.give_unknown_goods(&orders, DEAD_LETTERED, UNKNOWN_GOODS);
 
     h.set_env("OTEL_TRACES_SAMPLER", "parentbased_always_on");
     h.set_env("OTEL_BSP_SCHEDULE_DELAY", "60000");
@@ -482,46 +481,6 @@ fn export_over(h: &mut Harness, receiver: &OtlpReceiver, transport: Transport) {
     h.set_env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol);
 }
 
-/// Adds shipped orders until the range holds exactly `count`, and returns them.
-fn exactly_shipped(h: &Harness, count: usize) -> Vec<Order> {
-    let shipped = h.shipped_orders().len();
-    assert!(shipped <= count, "{shipped} shipped orders already");
-    h.wdt.state().generate(count - shipped, h.from, h.to);
-    let orders = h.shipped_orders();
-    assert_eq!(orders.len(), count);
-    orders
-}
-
-/// Gives the first goods line of `count` orders goods 星辰 does not know; returns their numbers.
-fn give_unknown_goods(h: &Harness, orders: &[Order], count: usize) -> BTreeSet<String> {
-    let mut doomed = BTreeSet::new();
-    for order in orders.iter().step_by(orders.len() / count).take(count) {
-        let id = order["stockout_id"]
-            .as_i64()
-            .expect("a numeric stockout_id");
-        let rec_id = order["details_list"][0]["rec_id"]
-            .as_i64()
-            .expect("a numeric rec_id");
-        let mut line = Map::new();
-        line.insert("goods_no".into(), json!(UNKNOWN_GOODS));
-        let change = OrderChange {
-            set: Map::new(),
-            details: BTreeMap::from([(rec_id, line)]),
-        };
-        h.wdt
-            .state()
-            .modify_order(id, &change)
-            .expect("modify the order");
-        doomed.insert(stockout_no(order));
-    }
-    assert_eq!(doomed.len(), count);
-    doomed
-}
-
 fn count(spans: &[ReceivedSpan], name: &str) -> usize {
     spans.iter().filter(|s| s.name == name).count()
-}
-
-fn stockout_no(order: &Order) -> String {
-    order["stockout_no"].as_str().unwrap_or_default().to_owned()
 }

@@ -10,7 +10,7 @@
 //! worker's log, so a failure explains itself. What the bills should look like is left to
 //! [`crate::expected`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, Context, kv};
@@ -229,6 +229,49 @@ impl Harness {
             process,
         });
         WorkerId(self.workers.len() - 1)
+    }
+
+    /// Adds shipped orders until the range holds exactly `count`, and returns them.
+    pub fn exactly_shipped(&self, count: usize) -> Vec<Order> {
+        let shipped = self.shipped_orders().len();
+        assert!(shipped <= count, "{shipped} shipped orders already");
+        self.wdt
+            .state()
+            .generate(count - shipped, self.from, self.to);
+        let orders = self.shipped_orders();
+        assert_eq!(orders.len(), count);
+        orders
+    }
+
+    /// Gives the first goods line of `count` of `orders`, spread over them, the goods number
+    /// `goods_no`, which 星辰 does not know; returns the numbers of the orders changed.
+    pub fn give_unknown_goods(
+        &self,
+        orders: &[Order],
+        count: usize,
+        goods_no: &str,
+    ) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        for order in orders.iter().step_by(orders.len() / count).take(count) {
+            let id = order["stockout_id"]
+                .as_i64()
+                .expect("a numeric stockout_id");
+            let rec_id = order["details_list"][0]["rec_id"]
+                .as_i64()
+                .expect("a numeric rec_id");
+            let mut line = Map::new();
+            line.insert("goods_no".into(), Value::from(goods_no));
+            let change = wdt::OrderChange {
+                set: Map::new(),
+                details: BTreeMap::from([(rec_id, line)]),
+            };
+            self.wdt
+                .state()
+                .modify_order(id, &change)
+                .expect("modify the order");
+            changed.insert(stockout_no(order));
+        }
+        changed
     }
 
     /// The orders the default query returns for the generated range: shipped (status 95 or
@@ -531,4 +574,9 @@ async fn wait_exit(
     })
     .await;
     process.wait_exit(Duration::ZERO)
+}
+
+/// An order's `stockout_no`, empty when it has none.
+pub fn stockout_no(order: &Order) -> String {
+    order["stockout_no"].as_str().unwrap_or_default().to_owned()
 }

@@ -11,4 +11,4 @@ pub mod expected;
 pub mod harness;
 
 pub use expected::{ExpectedBill, MasterData, differences, expected_bill};
-pub use harness::{Backlog, Harness, Order, WorkerId, is_shipped_within};
+pub use harness::{Backlog, Harness, Order, WorkerId, is_shipped_within, stockout_no};
